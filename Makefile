@@ -1,0 +1,51 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - compare fine-tuning strategies on Fashion-MNIST with EfficientNet-Lite0
+#   make test   - run the test suite (fast and slow tiers)
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: venv data demo test test-fast lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch and torchvision first, pinned: these two releases install from the local wheel cache.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[export,dev]'
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package (IDX files).
+data:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] || [ -f $(FMNIST_DIR)/train-images-idx3-ubyte ]; then \
+		echo "Fashion-MNIST found in $(FMNIST_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get install -y -q dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST not found and apt is unavailable: download the four IDX files"; \
+		echo "(train/t10k images and labels) into a folder and pass FMNIST_DIR=that/folder."; \
+		echo "Tests that need it will be skipped."; \
+	fi
+
+demo: venv data
+	$(BIN)/transferkit compare --fashion-mnist $(FMNIST_DIR) --per-class 100 --test-limit 10000 \
+		--backbone efficientnet_lite0 --strategies linear-probe,lp-ft,full,scratch --out runs/demo
+
+test: venv data
+	TRANSFERKIT_FMNIST=$(FMNIST_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+"""python -m transferkit"""
+
+from transferkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""The exception types that mean "the user's input is wrong" rather than "transferkit has a bug"."""
+
+from __future__ import annotations
+
+from transferkit.config import ConfigError
+from transferkit.data import DataError
+from transferkit.models import UnknownBackboneError, WeightFileError, WeightLoadError
+from transferkit.train.checkpoint import CheckpointError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DataError,
+    UnknownBackboneError,
+    WeightFileError,
+    WeightLoadError,
+    CheckpointError,
+    FileNotFoundError,
+    ValueError,
+)

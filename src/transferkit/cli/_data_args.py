@@ -1,0 +1,69 @@
+"""Command-line options that name the data, shared by train, compare, evaluate and advise."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferkit.data import ImageSource, fashion_mnist, from_folder, from_list, per_class_subset
+
+__all__ = ["DataSources", "add_data_arguments", "load_sources", "source_from_path"]
+
+
+@dataclass
+class DataSources:
+    """The training data and, when given, separate validation and test data."""
+
+    train: ImageSource
+    val: ImageSource | None
+    test: ImageSource | None
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("data", nargs="?", help="image folder (one sub-folder per class) or a list file")
+    group.add_argument("--val", help="validation folder or list file (default: a stratified split of DATA)")
+    group.add_argument("--test", help="test folder or list file, evaluated once with the best checkpoint")
+    group.add_argument("--train-list", help="list file of 'relative/path label' lines")
+    group.add_argument("--val-list", help="validation list file")
+    group.add_argument("--test-list", help="test list file")
+    group.add_argument("--root", help="folder the list files' paths are relative to (default: the list's folder)")
+    group.add_argument("--fashion-mnist", metavar="DIR", help="use Fashion-MNIST IDX files from DIR (train + test)")
+    group.add_argument("--per-class", type=int, help="keep at most this many training images per class (seeded)")
+    group.add_argument("--test-limit", type=int, help="evaluate on at most this many test images (stratified)")
+
+
+def source_from_path(path: str | Path, root: str | None = None, classes: list[str] | None = None) -> ImageSource:
+    """A folder of class folders, or a list file."""
+    path = Path(path)
+    if path.is_file():
+        return from_list(path, root=root, classes=classes)
+    return from_folder(path)
+
+
+def load_sources(args: argparse.Namespace, seed: int = 0) -> DataSources:
+    """Read the data options into sources; raises DataError or SystemExit with a usage message."""
+    if args.fashion_mnist:
+        train = fashion_mnist(args.fashion_mnist, "train")
+        test = fashion_mnist(args.fashion_mnist, "test")
+        val = None
+    elif args.train_list:
+        train = from_list(args.train_list, root=args.root)
+        val = from_list(args.val_list, root=args.root, classes=train.classes) if args.val_list else None
+        test = from_list(args.test_list, root=args.root, classes=train.classes) if args.test_list else None
+    elif args.data:
+        train = source_from_path(args.data, args.root)
+        val = source_from_path(args.val, args.root, train.classes) if args.val else None
+        test = source_from_path(args.test, args.root, train.classes) if args.test else None
+    else:
+        raise SystemExit("no data given: pass an image folder, --train-list FILE, or --fashion-mnist DIR")
+    for name, other in (("validation", val), ("test", test)):
+        if other is not None and list(other.classes) != list(train.classes):
+            raise SystemExit(f"the {name} classes {other.classes} differ from the training classes {train.classes}")
+    if args.per_class:
+        train = train.subset(per_class_subset(train.labels, args.per_class, seed))
+    if test is not None and args.test_limit and args.test_limit < len(test):
+        per_class = max(1, args.test_limit // len(test.classes))
+        test = test.subset(per_class_subset(test.labels, per_class, seed))
+    return DataSources(train, val, test)

