@@ -62,7 +62,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     image_size: int | None = None
-    """Input size in pixels; default: the backbone's pretrained size."""
+    """Input size in pixels; default: the backbone's size, or ~3.5x the side of small source images."""
     crop_pct: float = 1.0
     """Evaluation crop: resize the short side to size/crop_pct, then centre-crop (1.0 keeps the whole image)."""
     augment: bool = True

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageDataset, ImageSource, stratified_split
-from transferkit.data.transforms import build_transforms
+from transferkit.data.transforms import auto_image_size, build_transforms
 from transferkit.models import (
     apply_freeze,
     build_model,
@@ -95,6 +95,8 @@ def train_run(
     model = built.model.to(device)
     console.print(built.report.summary())
     pre = preprocessing_config(model, built.spec, config.image_size)
+    if config.image_size is None and built.spec.default_size is None:
+        pre["image_size"] = auto_image_size(train_source.describe()["image_sizes"], pre["image_size"])
     plan = plan_freeze(model, config.strategy, freeze_stages=config.freeze, freeze_modules=config.freeze_modules)
     apply_freeze(model, plan)
     console.print(
