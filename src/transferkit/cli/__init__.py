@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transferkit.cli import backbones, evaluate, predict, train
+from transferkit.cli import backbones, compare, evaluate, predict, report, train
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = [backbones, train, evaluate, predict]
+_COMMANDS = [backbones, train, evaluate, predict, compare, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ def _pyplot():
 def plot_curves(histories: Mapping[str, Sequence[dict]], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy against epoch: solid lines for validation, dashed for training, a colour per run."""
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 5))
     for i, (name, rows) in enumerate(histories.items()):
         if not rows:
             continue
@@ -30,14 +30,30 @@ def plot_curves(histories: Mapping[str, Sequence[dict]], path: str | Path, title
         ax_loss.plot(epochs, [r["val_loss"] for r in rows], "-", color=color, label=f"{name} val")
         ax_acc.plot(epochs, [100 * r["train_acc"] for r in rows], "--", color=color, alpha=0.7, label=f"{name} train")
         ax_acc.plot(epochs, [100 * r["val_acc"] for r in rows], "-o", ms=3, color=color, label=f"{name} val")
+    from matplotlib.ticker import MaxNLocator
+
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8, loc="lower right", ncol=2 if len(histories) > 2 else 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # One legend below both panels, a column per run: inside a panel it hides the curves it explains.
+    handles, labels = ax_acc.get_legend_handles_labels()
+    if handles:
+        # Legends fill column by column: each run's column shows validation above training.
+        order = sorted(range(len(labels)), key=lambda i: (i // 2, not labels[i].endswith(" val")))
+        fig.legend(
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            loc="lower center",
+            ncol=max(1, len(order) // 2),
+            fontsize=9,
+            frameon=False,
+        )
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    rows_of_legend = 2 if handles else 0
+    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
