@@ -85,6 +85,12 @@ class TrainConfig:
     """Accept a checkpoint that covers too little of the backbone."""
     allow_unsafe_pickle: bool = False
     """Read pickled weight files with full unpickling (only for files you trust)."""
+    max_bad_fraction: float = 0.05
+    """Unreadable images are skipped; above this fraction of the data the run stops instead."""
+    max_bad_steps: int = 5
+    """Steps with a non-finite loss or gradient are skipped; this many in a row stop the run."""
+    checkpoint_every_steps: int = 50
+    """Also save the resumable state every this many steps within an epoch (0: at epoch ends only)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES and self.strategy != "auto":
@@ -103,6 +109,9 @@ class TrainConfig:
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (self.image_size is None or self.image_size >= 16, "image_size must be at least 16"),
             (self.lp_epochs is None or 1 <= self.lp_epochs < self.epochs, "lp_epochs must be in [1, epochs)"),
+            (0 <= self.max_bad_fraction <= 1, "max_bad_fraction must be in [0, 1]"),
+            (self.max_bad_steps >= 1, "max_bad_steps must be at least 1"),
+            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be 0 or more"),
         ]
         for ok, message in checks:
             if not ok:

@@ -77,10 +77,19 @@ class Finetuner:
             config=TrainConfig(**config),
         )
 
-    def fit(self, out: str | Path = "runs", name: str | None = None, run_dir: str | Path | None = None) -> RunResult:
-        """Train; writes a new run directory under `out` (or into `run_dir`) and returns the result."""
+    def fit(
+        self,
+        out: str | Path = "runs",
+        name: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> RunResult:
+        """Train; writes a new run directory under `out` (or into `run_dir`) and returns the result.
+
+        With `resume`, continue the interrupted run in `run_dir` exactly where its last checkpoint left it.
+        """
         path = Path(run_dir) if run_dir else new_run_dir(out, name or _default_name(self.train, self.config))
-        self.result = train_run(self.config, self.train, self.val, run_dir=path)
+        self.result = train_run(self.config, self.train, self.val, run_dir=path, resume=resume)
         if self.test is not None:
             self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
             summary = json.loads((path / "summary.json").read_text())

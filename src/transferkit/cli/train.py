@@ -18,14 +18,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
     parser.add_argument("--name", help="run name (default: the data folder's name)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run exactly: its run directory, or 'auto' for the newest run under --out "
+        "with this name (a new run if there is none); its settings apply unless given here",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from transferkit.finetuner import Finetuner
+    from transferkit.finetuner import Finetuner, _default_name
+    from transferkit.train.rundir import resume_dir
 
     config = config_from_args(args)
     sources = load_sources(args, config.seed)
+    run_dir = (
+        resume_dir(args.resume, args.out, args.name or _default_name(sources.train, config)) if args.resume else None
+    )
+    if run_dir is not None and not args.config:
+        args.config = str(run_dir / "config.yaml")  # the interrupted run's settings; options given here override
+        config = config_from_args(args)
+        sources = load_sources(args, config.seed)
     tuner = Finetuner(sources.train, val=sources.val, test=sources.test, config=config)
-    tuner.fit(out=args.out, name=args.name)
+    tuner.fit(out=args.out, name=args.name, run_dir=run_dir, resume=run_dir is not None)
     return 0

@@ -1,21 +1,54 @@
-"""Checkpoints: safetensors weights plus a JSON sidecar, written atomically."""
+"""Checkpoints: safetensors weights plus a JSON sidecar, written atomically; resumable training state.
+
+A resumable checkpoint is a *set* of three files sharing a stem: ``<stem>.safetensors`` (weights),
+``<stem>.state.pt`` (optimiser, scheduler, RNG states, position; tensors and plain containers only, read
+with ``torch.load(weights_only=True)``) and ``<stem>.json`` (the sidecar). Each file is written to a
+temporary name and renamed, and all three carry the same random token, so a set whose files come from
+different saves is recognised as damaged rather than mixed. A new set is written completely as
+``<stem>.next`` before the current one becomes ``<stem>.prev``: whenever the process dies, at least one
+complete set remains.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import tempfile
+import uuid
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["CheckpointError", "atomic_write_bytes", "load_checkpoint", "read_sidecar", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "atomic_write_bytes",
+    "load_checkpoint",
+    "load_training_state",
+    "read_sidecar",
+    "save_checkpoint",
+    "save_training_state",
+]
+
+_SET_SUFFIXES = (".safetensors", ".state.pt", ".json")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, damaged or does not fit."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file holding Python objects that would run code when unpickled; it is never loaded."""
+
+
+def _file(stem: Path, suffix: str) -> Path:
+    # Appended, not with_suffix(): "last.prev" must become "last.prev.json", not "last.json".
+    return stem.parent / f"{stem.name}{suffix}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -33,49 +66,228 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _finite_state(stem: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"not saving {stem.name}: non-finite values in {', '.join(bad[:5])}")
+    return state
+
+
+def _write_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(stem: Path, model: nn.Module, meta: dict) -> Path:
     """Save `model`'s weights to `<stem>.safetensors` and `meta` to `<stem>.json`.
 
     Raises:
         CheckpointError: If any weight is NaN or infinite (a broken model never replaces a good one).
     """
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"not saving {stem.name}: non-finite values in {', '.join(bad[:5])}")
-    weights = stem.with_suffix(".safetensors")
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights.name}.", dir=weights.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str).encode())
+    state = _finite_state(stem, model)
+    weights = _file(stem, ".safetensors")
+    _remove_stale_temporaries(stem)
+    _write_weights(weights, state)
+    atomic_write_bytes(_file(stem, ".json"), json.dumps(meta, indent=2, default=str).encode())
     return weights
 
 
 def read_sidecar(stem: Path) -> dict:
-    path = stem.with_suffix(".json")
+    path = _file(stem, ".json")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint metadata not found: {path}") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint metadata ({exc})") from exc
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise CheckpointError(f"{path}: cannot be read as safetensors ({exc})") from exc
 
 
 def load_checkpoint(stem: Path, model: nn.Module) -> dict:
     """Load `<stem>.safetensors` into `model` (strictly) and return the sidecar metadata."""
     meta = read_sidecar(stem)
-    path = stem.with_suffix(".safetensors")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"{path}: cannot be read ({exc})") from exc
+    path = _file(stem, ".safetensors")
+    state = _read_weights(path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the model described by its metadata: {exc}") from exc
     return meta
+
+
+def save_training_state(stem: Path, model: nn.Module, meta: dict, state: dict) -> Path:
+    """Save a resumable set at `stem`, keeping the set it replaces as `<stem>.prev`.
+
+    Args:
+        stem: e.g. ``run_dir / "last"``.
+        model: Its weights go to ``<stem>.safetensors`` (checked finite first).
+        meta: The sidecar (classes, config, metrics...).
+        state: Optimiser, scheduler, RNG states and position: tensors and plain containers only.
+
+    Raises:
+        CheckpointError: Non-finite weights; nothing is written.
+        OSError: A write failed; the previous sets are untouched and no partial file is left.
+    """
+    weights = _finite_state(stem, model)
+    token = uuid.uuid4().hex
+    nxt, prev = stem.parent / f"{stem.name}.next", stem.parent / f"{stem.name}.prev"
+    buffer = io.BytesIO()
+    torch.save({**state, "token": token}, buffer)
+    _remove_stale_temporaries(nxt)
+    try:
+        _write_weights(_file(nxt, ".safetensors"), weights, {"token": token})
+        atomic_write_bytes(_file(nxt, ".state.pt"), buffer.getvalue())
+        atomic_write_bytes(_file(nxt, ".json"), json.dumps({**meta, "token": token}, indent=2, default=str).encode())
+    except BaseException:
+        _remove_set(nxt)
+        raise
+    if _complete(stem):
+        _remove_set(prev)
+        _rename_set(stem, prev)
+    _rename_set(nxt, stem)
+    return stem
+
+
+def load_training_state(stem: Path, *, fallback: bool = True) -> tuple[Path, dict, dict, dict[str, torch.Tensor], list]:
+    """Read the newest complete resumable set at `stem` (or its `.next`/`.prev` neighbours).
+
+    Args:
+        stem: e.g. ``run_dir / "last"``.
+        fallback: Try ``<stem>.next`` and ``<stem>.prev`` when `stem` itself is damaged.
+
+    Returns:
+        The stem actually read, the sidecar, the training state, the weights, and one message per damaged
+        set that was passed over (for a warning).
+
+    Raises:
+        UnsafeCheckpointError: A state file would run code when unpickled (never falls back: that is not damage).
+        CheckpointError: No complete set; the message names every file tried and what is wrong with it.
+    """
+    candidates = [stem]
+    if fallback:
+        _roll_forward(stem)
+        # .next exists only if a save was interrupted after it was complete, so it is the newest.
+        candidates = [stem.parent / f"{stem.name}.next", stem, stem.parent / f"{stem.name}.prev"]
+    problems: list[str] = []
+    for candidate in candidates:
+        if not any(_file(candidate, s).exists() for s in _SET_SUFFIXES):
+            if candidate == stem:
+                problems.append(f"{_file(stem, '.state.pt')}: not found")
+            continue
+        try:
+            meta, state, weights = _read_set(candidate)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        return candidate, meta, state, weights, problems
+    raise CheckpointError("no complete training state to resume from: " + "; ".join(problems))
+
+
+def _read_set(stem: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    missing = [str(_file(stem, s)) for s in _SET_SUFFIXES if not _file(stem, s).exists()]
+    if missing:
+        raise CheckpointError(f"incomplete checkpoint {stem.name}: missing {', '.join(missing)}")
+    meta = read_sidecar(stem)
+    weights_path, state_path = _file(stem, ".safetensors"), _file(stem, ".state.pt")
+    weights = _read_weights(weights_path)
+    with safe_open(str(weights_path), framework="pt") as fh:
+        weights_token = (fh.metadata() or {}).get("token")
+    state = read_state_file(state_path)
+    tokens = {meta.get("token"), weights_token, state.get("token")}
+    if len(tokens) != 1 or None in tokens:
+        raise CheckpointError(f"checkpoint {stem.name}: its files come from different saves (interrupted write)")
+    return meta, state, weights
+
+
+def read_state_file(path: Path) -> dict:
+    """Read a training-state file with ``weights_only=True``: tensors and plain containers, never code.
+
+    Raises:
+        UnsafeCheckpointError: The file holds other Python objects; it is refused, and nothing in it runs.
+        CheckpointError: The file is empty, truncated or not a state file.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc):
+            raise UnsafeCheckpointError(
+                f"{path}: refused: it contains Python objects or pickle instructions that could run code when "
+                "loaded; a training state holds only tensors and plain values. Do not resume from a file of "
+                "unknown origin."
+            ) from None
+        raise CheckpointError(f"{path}: damaged training state ({exc})") from exc
+    except Exception as exc:  # EOFError, RuntimeError (bad zip), ... for truncated or empty files
+        raise CheckpointError(f"{path}: damaged training state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise CheckpointError(f"{path}: not a transferkit training state")
+    return state
+
+
+def _token(path: Path) -> str | None:
+    """The save token a file of a set carries, or None when it is missing or unreadable."""
+    try:
+        if path.name.endswith(".json"):
+            return json.loads(path.read_text()).get("token")
+        if path.name.endswith(".safetensors"):
+            with safe_open(str(path), framework="pt") as fh:
+                return (fh.metadata() or {}).get("token")
+        return read_state_file(path).get("token")
+    except Exception:  # noqa: BLE001 - any unreadable file simply has no token
+        return None
+
+
+def _roll_forward(stem: Path) -> None:
+    """Finish a `<stem>.next` -> `<stem>` rename that was cut short (e.g. the very first save, killed mid-way).
+
+    Only when the files left in `.next` and those already moved carry the same token, i.e. together they
+    are exactly one complete save.
+    """
+    nxt = stem.parent / f"{stem.name}.next"
+    pending = [s for s in _SET_SUFFIXES if _file(nxt, s).exists()]
+    if not pending or len(pending) == len(_SET_SUFFIXES):
+        return
+    moved = [s for s in _SET_SUFFIXES if s not in pending]
+    if not all(_file(stem, s).exists() for s in moved):
+        return
+    tokens = {_token(_file(nxt, s)) for s in pending} | {_token(_file(stem, s)) for s in moved}
+    if len(tokens) == 1 and None not in tokens:
+        _rename_set(nxt, stem)
+
+
+def _remove_stale_temporaries(stem: Path) -> None:
+    # A process killed between creating a temporary file and renaming it cannot clean up after itself;
+    # one run directory has one writer, so any temporary of this stem is such a leftover.
+    for suffix in _SET_SUFFIXES:
+        for leftover in stem.parent.glob(f".{stem.name}{suffix}.*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _complete(stem: Path) -> bool:
+    return all(_file(stem, s).exists() for s in _SET_SUFFIXES)
+
+
+def _remove_set(stem: Path) -> None:
+    for suffix in _SET_SUFFIXES:
+        _file(stem, suffix).unlink(missing_ok=True)
+
+
+def _rename_set(src: Path, dst: Path) -> None:
+    # The sidecar goes last: evaluate reads it first, so a half-renamed set is never mistaken for whole.
+    for suffix in (".safetensors", ".state.pt", ".json"):
+        if _file(src, suffix).exists():
+            os.replace(_file(src, suffix), _file(dst, suffix))

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from transferkit._console import progress
+from transferkit._console import console
+from transferkit._console import progress as progress_bar
 from transferkit.models.freezing import set_train_mode
 
-__all__ = ["EpochResult", "evaluate_loader", "fit", "train_one_epoch"]
+__all__ = ["EpochProgress", "EpochResult", "TrainingDivergedError", "evaluate_loader", "fit", "train_one_epoch"]
+
+
+class TrainingDivergedError(ValueError):
+    """Too many consecutive steps with a non-finite loss or gradient; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -27,6 +33,25 @@ class EpochResult:
     val_acc: float
     lr: float
     seconds: float
+    skipped_steps: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands after `step` optimisation steps: enough to continue it exactly after a restart."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    lr: float = 0.0
+    seconds: float = 0.0
+    skipped_steps: int = 0
+    bad_in_row: int = 0
+    """Consecutive steps skipped for a non-finite loss or gradient (carried across epochs)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,26 +65,72 @@ def train_one_epoch(
     loss_fn: nn.Module,
     device: torch.device,
     description: str = "train",
+    *,
+    progress: EpochProgress | None = None,
+    on_step: Callable[[EpochProgress], None] | None = None,
+    max_bad_steps: int | None = None,
 ) -> tuple[float, float]:
-    """One pass over `loader`; returns mean loss and accuracy on the training batches."""
+    """One pass over `loader`; returns mean loss and accuracy on the training batches.
+
+    A step whose loss or gradient is NaN or infinite is skipped (no weight update, the schedule still
+    advances) with a warning; `max_bad_steps` such steps in a row raise `TrainingDivergedError`.
+
+    Args:
+        progress: Continue from this position (updated in place); the loader must already start at
+            `progress.step` (see `EpochBatchSampler.set_position`).
+        on_step: Called after every step with the updated progress (periodic checkpoints, Ctrl-C).
+        max_bad_steps: Consecutive non-finite steps that abort training; None never aborts.
+    """
     set_train_mode(model)
-    total_loss, correct, seen = 0.0, 0, 0
-    with progress() as bar:
-        task = bar.add_task(description, total=len(loader), status="")
+    p = progress if progress is not None else EpochProgress()
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(loader), completed=p.step, status="")
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             logits = model(inputs)
             loss = loss_fn(logits, targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            n = targets.shape[0]
-            total_loss += loss.item() * n
-            correct += (logits.argmax(1) == targets).sum().item()
-            seen += n
-            bar.update(task, advance=1, status=f"loss {total_loss / seen:.4f}")
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                loss.backward()
+                ok = _grads_finite(optimizer)
+            if ok:
+                optimizer.step()
+                n = targets.shape[0]
+                p.loss_sum += loss.item() * n
+                p.correct += (logits.argmax(1) == targets).sum().item()
+                p.seen += n
+                p.bad_in_row = 0
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                p.skipped_steps += 1
+                p.bad_in_row += 1
+                what = "loss" if not torch.isfinite(loss) else "gradient"
+                console.print(
+                    f"[yellow]warning:[/yellow] {description} step {p.step + 1}: non-finite {what}, step skipped"
+                )
+                if max_bad_steps is not None and p.bad_in_row >= max_bad_steps:
+                    raise TrainingDivergedError(
+                        f"training diverged: {p.bad_in_row} steps in a row had a non-finite loss or gradient "
+                        f"({description}, step {p.step + 1}). The last good checkpoint is kept; try a lower "
+                        "learning rate, or check the data."
+                    )
+            with warnings.catch_warnings():
+                # A skipped first step means optimizer.step() never ran yet; the schedule advances regardless.
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`", UserWarning)
+                scheduler.step()
+            p.step += 1
+            bar.update(task, advance=1, status=f"loss {p.loss_sum / max(p.seen, 1):.4f}")
+            if on_step is not None:
+                on_step(p)
+    return p.loss_sum / max(p.seen, 1), p.correct / max(p.seen, 1)
+
+
+def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
+    grads = [q.grad for group in optimizer.param_groups for q in group["params"] if q.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]).isfinite().all())
 
 
 @torch.inference_mode()
@@ -69,7 +140,7 @@ def evaluate_loader(
     """Mean loss, accuracy, and all logits and labels of `loader` (model in eval mode)."""
     model.eval()
     logits_all, labels_all = [], []
-    with progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(description, total=len(loader), status="")
         for inputs, targets in loader:
             logits_all.append(model(inputs.to(device)).float().cpu())
@@ -94,21 +165,58 @@ def fit(
     phase: str,
     first_epoch: int = 1,
     on_epoch: Callable[[EpochResult], bool] | None = None,
+    start: EpochProgress | None = None,
+    on_step: Callable[[int, EpochProgress], None] | None = None,
+    max_bad_steps: int | None = None,
 ) -> list[EpochResult]:
     """Train for `epochs`, evaluating after each; `on_epoch` returns True to stop early.
 
     Validation loss is the plain cross-entropy (no label smoothing) so runs are comparable.
+
+    Args:
+        start: Continue `first_epoch` from this position instead of its beginning (resume).
+        on_step: Called as ``on_step(epoch, progress)`` after every training step.
+        max_bad_steps: See `train_one_epoch`.
     """
     eval_loss = nn.CrossEntropyLoss()
     results = []
+    bad_in_row = start.bad_in_row if start is not None else 0
     for epoch in range(first_epoch, first_epoch + epochs):
-        start = time.perf_counter()
         lr = max(group["lr"] for group in optimizer.param_groups)
+        if start is not None and epoch == first_epoch:
+            progress = start
+            if progress.step == 0:  # saved at the end of the previous epoch: this one has not begun
+                progress.lr = lr
+        else:
+            progress = EpochProgress(lr=lr, bad_in_row=bad_in_row)
+        sampler = getattr(train_loader, "batch_sampler", None)
+        if hasattr(sampler, "set_position"):
+            sampler.set_position(epoch, progress.step)
+        began, seconds_before = time.perf_counter(), progress.seconds
+
+        def step_hook(p: EpochProgress, epoch: int = epoch, began: float = began, before: float = seconds_before):
+            p.seconds = before + time.perf_counter() - began
+            if on_step is not None:
+                on_step(epoch, p)
+
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, scheduler, loss_fn, device, f"{phase} epoch {epoch}"
+            model,
+            train_loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            device,
+            f"{phase} epoch {epoch}",
+            progress=progress,
+            on_step=step_hook,
+            max_bad_steps=max_bad_steps,
         )
+        bad_in_row = progress.bad_in_row
         val_loss, val_acc, _, _ = evaluate_loader(model, val_loader, eval_loss, device, "validate")
-        result = EpochResult(epoch, phase, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
+        seconds = seconds_before + time.perf_counter() - began
+        result = EpochResult(
+            epoch, phase, train_loss, train_acc, val_loss, val_acc, progress.lr, seconds, progress.skipped_steps
+        )
         results.append(result)
         if on_epoch is not None and on_epoch(result):
             break

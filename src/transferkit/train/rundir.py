@@ -7,19 +7,62 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["RunDir", "new_run_dir"]
+__all__ = ["RunDir", "latest_run_dir", "new_run_dir", "resume_dir", "run_dir_name"]
+
+
+def run_dir_name(name: str) -> str:
+    """`name` made safe as a folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+def _numbered(root: Path, safe: str) -> dict[int, Path]:
+    if not root.is_dir():
+        return {}
+    return {
+        int(m.group(1)): p for p in root.glob(f"{safe}-*") if (m := re.fullmatch(rf"{re.escape(safe)}-(\d+)", p.name))
+    }
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
     """`root/name-001`, `root/name-002`, ... the first that does not exist yet."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
-    taken = [
-        int(m.group(1)) for p in root.glob(f"{safe}-*") if (m := re.fullmatch(rf"{re.escape(safe)}-(\d+)", p.name))
-    ]
-    path = root / f"{safe}-{max(taken, default=0) + 1:03d}"
+    safe = run_dir_name(name)
+    path = root / f"{safe}-{max(_numbered(root, safe), default=0) + 1:03d}"
     path.mkdir()
+    return path
+
+
+def latest_run_dir(root: str | Path, name: str) -> Path | None:
+    """The highest-numbered `root/name-NNN`, or None when there is none."""
+    runs = _numbered(Path(root), run_dir_name(name))
+    return runs[max(runs)] if runs else None
+
+
+def resume_dir(spec: str | Path, root: str | Path, name: str) -> Path | None:
+    """The run directory `--resume spec` means, or None to start a new run.
+
+    Args:
+        spec: A run directory, or ``auto`` for the highest-numbered ``root/name-NNN``; when that has no
+            saved state yet (or there is none), a new run is started.
+        root: The folder of run directories (``--out``).
+        name: The run name.
+
+    Raises:
+        FileNotFoundError: `spec` names a directory that does not exist.
+    """
+    from transferkit._console import console
+
+    if str(spec) == "auto":
+        path = latest_run_dir(root, name)
+        if path is None or not any(path.glob("last*.state.pt")):
+            where = f"{path} has no saved training state" if path else f"no run named {run_dir_name(name)} in {root}"
+            console.print(f"--resume auto: {where}; starting a new run")
+            return None
+        return path
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume {spec}: run directory not found")
     return path
 
 
@@ -27,7 +70,8 @@ class RunDir:
     """Paths and writers of a run directory.
 
     Layout: ``config.yaml``, ``classes.json``, ``load_report.json``, ``metrics.jsonl``, ``metrics.csv``,
-    ``best.safetensors``/``best.json``, ``last.safetensors``/``last.json``, ``summary.json``.
+    ``best.safetensors``/``best.json``, ``last.safetensors``/``last.json``/``last.state.pt`` (resumable, with
+    the set before it as ``last.prev.*``), ``summary.json``.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -61,6 +105,14 @@ class RunDir:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def truncate_metrics(self, before_epoch: int) -> None:
+        """Drop metric rows of epochs >= `before_epoch`: a resumed run writes them again."""
+        rows = [row for row in self.metrics() if int(row["epoch"]) < before_epoch]
+        for name in ("metrics.jsonl", "metrics.csv"):
+            (self.path / name).unlink(missing_ok=True)
+        for row in rows:
+            self.append_metrics(row)
 
     def metrics(self) -> list[dict]:
         path = self.path / "metrics.jsonl"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageDataset, ImageSource, stratified_split
+from transferkit.data.check import preflight
 from transferkit.data.transforms import auto_image_size, build_transforms
 from transferkit.models import (
     apply_freeze,
@@ -23,9 +25,13 @@ from transferkit.models import (
     plan_freeze,
     preprocessing_config,
 )
-from transferkit.train.checkpoint import save_checkpoint
+from transferkit.train._order import EpochBatchSampler, SeededSamples
+from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
+from transferkit.train._rng import restore_rng
+from transferkit.train._tracker import PhaseContext, Tracker, catch_interrupts
+from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.features import extract_features
-from transferkit.train.loop import EpochResult, fit
+from transferkit.train.loop import EpochProgress, EpochResult, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir
 
@@ -67,13 +73,25 @@ def train_run(
     val_source: ImageSource | None = None,
     *,
     run_dir: str | Path,
+    resume: bool | str | Path = False,
 ) -> RunResult:
     """Fine-tune `config.backbone` on `train_source` and write everything to `run_dir`.
 
     When `val_source` is None a stratified `config.val_fraction` of the training data is held out.
+    Unreadable images are dropped before training (the run stops if they exceed `config.max_bad_fraction`).
+
+    Args:
+        resume: Continue the interrupted run in `run_dir` from its `last` training state, exactly where it
+            stopped (same sample order, RNG states, optimiser). True reads `last`, falling back to `last.prev`
+            with a warning when `last` is damaged; a path to one file of a checkpoint set reads that set only.
     """
     start = time.perf_counter()
     run = RunDir(run_dir)
+    point = read_resume_point(run.path, resume) if resume else None
+    if point is not None:
+        changes = config_changes(point.meta["config"], config.to_dict())
+        if changes:
+            warn("resuming with settings that differ from the interrupted run's: " + "; ".join(changes))
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if val_source is None:
@@ -81,22 +99,36 @@ def train_run(
         train_source, val_source = train_source.subset(train_idx), train_source.subset(val_idx)
     elif list(val_source.classes) != list(train_source.classes):
         raise ValueError(f"validation classes {val_source.classes} differ from training classes {train_source.classes}")
+    train_source, val_source, check = preflight(train_source, val_source, max_bad_fraction=config.max_bad_fraction)
+    for path, reason in check.bad_images:
+        warn(f"skipping {path}: {reason}")
+    for message in check.warnings:
+        warn(message)
     classes = list(train_source.classes)
+    if point is not None and list(point.meta["classes"]) != classes:
+        raise CheckpointError(
+            f"cannot resume {run.path}: its classes {point.meta['classes']} differ from the data's classes {classes}"
+        )
 
     built = build_model(
         config.backbone,
         len(classes),
-        pretrained=config.strategy != "scratch",
-        weights_file=config.weights,
+        # Resuming overwrites every weight from the checkpoint, so the pretrained source is not read again.
+        pretrained=config.strategy != "scratch" and point is None,
+        weights_file=config.weights if point is None else None,
         head_init=config.head_init,
         allow_partial_weights=config.allow_partial_weights,
         allow_unsafe_pickle=config.allow_unsafe_pickle,
     )
     model = built.model.to(device)
-    console.print(built.report.summary())
-    pre = preprocessing_config(model, built.spec, config.image_size)
-    if config.image_size is None and built.spec.default_size is None:
-        pre["image_size"] = auto_image_size(train_source.describe()["image_sizes"], pre["image_size"])
+    if point is None:
+        console.print(built.report.summary())
+        pre = preprocessing_config(model, built.spec, config.image_size)
+        if config.image_size is None and built.spec.default_size is None:
+            pre["image_size"] = auto_image_size(train_source.describe()["image_sizes"], pre["image_size"])
+    else:
+        _load_weights(model, point)
+        pre = dict(point.meta["preprocessing"])
     plan = plan_freeze(model, config.strategy, freeze_stages=config.freeze, freeze_modules=config.freeze_modules)
     apply_freeze(model, plan)
     console.print(
@@ -105,110 +137,124 @@ def train_run(
     )
 
     config.to_yaml(run.path / "config.yaml")
-    run.write_json("classes.json", classes)
-    run.write_json("load_report.json", built.report.to_dict())
-    run.write_json("preprocessing.json", pre)
+    if point is None:
+        run.write_json("classes.json", classes)
+        run.write_json("load_report.json", built.report.to_dict())
+        run.write_json("preprocessing.json", pre)
     run.write_json(
         "data.json",
-        {"train": train_source.describe(), "val": val_source.describe(), "freeze_plan": plan.description},
+        {
+            "train": train_source.describe(),
+            "val": val_source.describe(),
+            "freeze_plan": plan.description,
+            "skipped_images": [{"path": p, "reason": r} for p, r in check.bad_images],
+            "warnings": check.warnings,
+        },
     )
     meta = {
         "classes": classes,
         "backbone": config.backbone,
         "architecture": built.spec.architecture,
-        "weights": built.report.source,
+        "weights": point.meta.get("weights") if point is not None else built.report.source,
         "preprocessing": pre,
         "strategy": config.strategy,
         "config": config.to_dict(),
     }
-    tracker = _Tracker(run, model, meta, config.patience)
+    data_id = {"train": len(train_source), "val": len(val_source), "fingerprint": check.fingerprints["train"]}
+    tracker = Tracker(run, model, meta, config.patience, data_id)
+    history: list[EpochResult] = []
+    if point is not None:
+        if point.state.get("data") != data_id:
+            warn("the training data differ from the interrupted run's; the sample order cannot continue exactly")
+        tracker.load_state(point.state["tracker"])
+        run.truncate_metrics(int(point.state["epoch"]))
+        names = {f.name for f in fields(EpochResult)}
+        history = [EpochResult(**{k: v for k, v in row.items() if k in names}) for row in run.metrics()]
+        step = point.state["progress"]["step"]
+        console.print(f"resuming from {point.stem.name}: epoch {point.state['epoch']}, step {step}")
 
-    def loader(source: ImageSource, train: bool) -> DataLoader:
-        transform = build_transforms(pre, train=train, augment=config.augment)
+    datasets: list[ImageDataset] = []
+
+    def loader(source: ImageSource, train: bool) -> tuple[DataLoader, torch.Generator]:
+        dataset = ImageDataset(source, build_transforms(pre, train=train, augment=config.augment), skip_unreadable=True)
+        datasets.append(dataset)
+        # Every loader gets its own generator: none may draw from the global RNG the model uses.
         generator = torch.Generator().manual_seed(config.seed)
-        return DataLoader(
-            ImageDataset(source, transform),
-            batch_size=config.batch_size,
-            shuffle=train,
-            num_workers=config.workers,
-            generator=generator,
-            pin_memory=device.type == "cuda",
-        )
+        common = {"num_workers": config.workers, "generator": generator, "pin_memory": device.type == "cuda"}
+        if not train:
+            return DataLoader(dataset, batch_size=config.batch_size, **common), generator
+        sampler = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
+        return DataLoader(SeededSamples(dataset), batch_sampler=sampler, **common), generator
 
     head = head_keys(model)
-    smoothing = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     base_lr = config.resolved_lr()
-    history: list[EpochResult] = []
+    every = config.checkpoint_every_steps
+    phases: list[_Phase] = []
+    trained = {"plan": plan}
 
     if config.strategy in ("linear-probe", "lp-ft"):
         probe_epochs = config.epochs if config.strategy == "linear-probe" else config.resolved_lp_epochs()
-        # Augmentation would need a backbone pass per epoch; the probe trains on fixed features instead.
-        use_features = config.feature_cache
-        if use_features:
+
+        def probe() -> _Setup:
+            if not config.feature_cache:
+                (train_loader, gen), (val_loader, _) = loader(train_source, True), loader(val_source, False)
+                groups = param_groups(
+                    model,
+                    head,
+                    base_lr=base_lr * config.head_lr_mult,
+                    head_lr_mult=1.0,
+                    weight_decay=config.weight_decay,
+                )
+                return model, train_loader, val_loader, groups, {"train": gen}
             # The frozen backbone in eval mode is a fixed function: one pass gives every epoch's inputs.
-            train_eval = DataLoader(
-                ImageDataset(train_source, build_transforms(pre, train=False)), batch_size=config.batch_size
-            )
-            feats, labels = extract_features(model, train_eval, device, "features (train)")
-            vfeats, vlabels = extract_features(model, loader(val_source, False), device, "features (val)")
-            generator = torch.Generator().manual_seed(config.seed)
-            probe_train = DataLoader(
-                TensorDataset(feats, labels), batch_size=config.batch_size, shuffle=True, generator=generator
-            )
-            probe_val = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256)
-            probe_model: nn.Module = model.get_classifier()
-        else:
-            probe_train, probe_val, probe_model = loader(train_source, True), loader(val_source, False), model
-        groups = param_groups(
-            probe_model if use_features else model,
-            [] if use_features else head,
-            base_lr=base_lr * config.head_lr_mult,
-            head_lr_mult=1.0,
-            weight_decay=config.weight_decay,
-        )
-        history += _run_phase(
-            probe_model, probe_train, probe_val, groups, config, smoothing, device, probe_epochs, "probe", 1, tracker
-        )
-        if config.strategy == "lp-ft" and not tracker.stopped:
-            plan = plan_freeze(model, "full", freeze_modules=config.freeze_modules)
-            apply_freeze(model, plan)
-            console.print(f"fine-tune phase: trainable {plan.trainable_params:,} parameters")
+            feats, labels = extract_features(model, loader(train_source, False)[0], device, "features (train)")
+            vfeats, vlabels = extract_features(model, loader(val_source, False)[0], device, "features (val)")
+            gen = torch.Generator().manual_seed(config.seed)
+            sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
+            train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler, generator=gen)
+            val_loader = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256, generator=torch.Generator())
+            head_module = model.get_classifier()
             groups = param_groups(
-                model, head, base_lr=base_lr, head_lr_mult=config.head_lr_mult, weight_decay=config.weight_decay
+                head_module,
+                [],
+                base_lr=base_lr * config.head_lr_mult,
+                head_lr_mult=1.0,
+                weight_decay=config.weight_decay,
             )
-            tracker.reset_patience()
-            history += _run_phase(
-                model,
-                loader(train_source, True),
-                loader(val_source, False),
-                groups,
-                config,
-                smoothing,
-                device,
-                config.epochs - probe_epochs,
-                "finetune",
-                probe_epochs + 1,
-                tracker,
-            )
+            return head_module, train_loader, val_loader, groups, {"train": gen}
+
+        # Feature-cache epochs take seconds; saving the whole model mid-epoch would cost more than it saves.
+        phases.append(_Phase("probe", probe_epochs, 1, probe, 0 if config.feature_cache else every))
+        if config.strategy == "lp-ft":
+
+            def finetune() -> _Setup:
+                trained["plan"] = full = plan_freeze(model, "full", freeze_modules=config.freeze_modules)
+                apply_freeze(model, full)
+                console.print(f"fine-tune phase: trainable {full.trainable_params:,} parameters")
+                groups = param_groups(
+                    model, head, base_lr=base_lr, head_lr_mult=config.head_lr_mult, weight_decay=config.weight_decay
+                )
+                (train_loader, gen), (val_loader, _) = loader(train_source, True), loader(val_source, False)
+                return model, train_loader, val_loader, groups, {"train": gen}
+
+            phases.append(_Phase("finetune", config.epochs - probe_epochs, probe_epochs + 1, finetune, every))
     else:
-        lr = base_lr * (config.scratch_lr_mult if config.strategy == "scratch" else 1.0)
-        mult = 1.0 if config.strategy == "scratch" else config.head_lr_mult
-        groups = param_groups(model, head, base_lr=lr, head_lr_mult=mult, weight_decay=config.weight_decay)
-        history += _run_phase(
-            model,
-            loader(train_source, True),
-            loader(val_source, False),
-            groups,
-            config,
-            smoothing,
-            device,
-            config.epochs,
-            config.strategy,
-            1,
-            tracker,
-        )
+
+        def single() -> _Setup:
+            lr = base_lr * (config.scratch_lr_mult if config.strategy == "scratch" else 1.0)
+            mult = 1.0 if config.strategy == "scratch" else config.head_lr_mult
+            groups = param_groups(model, head, base_lr=lr, head_lr_mult=mult, weight_decay=config.weight_decay)
+            (train_loader, gen), (val_loader, _) = loader(train_source, True), loader(val_source, False)
+            return model, train_loader, val_loader, groups, {"train": gen}
+
+        phases.append(_Phase(config.strategy, config.epochs, 1, single, every))
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    with catch_interrupts(tracker):
+        history += _run_phases(phases, config, loss_fn, device, tracker, point)
 
     seconds = time.perf_counter() - start
+    plan = trained["plan"]
     result = RunResult(
         run.path,
         tracker.best_acc,
@@ -219,81 +265,108 @@ def train_run(
         plan.frozen_params,
         tracker.stopped,
     )
-    run.write_json(
-        "summary.json",
-        {
-            "best_val_acc": result.best_val_acc,
-            "best_epoch": result.best_epoch,
-            "seconds": seconds,
-            "trainable_params": result.trainable_params,
-            "frozen_params": result.frozen_params,
-            "stopped_early": result.stopped_early,
-            "device": str(device),
-        },
-    )
+    skipped = {p for p, _ in check.bad_images} | {p for d in datasets for p in d.unreadable}
+    summary = {
+        "best_val_acc": result.best_val_acc,
+        "best_epoch": result.best_epoch,
+        "seconds": seconds,
+        "trainable_params": result.trainable_params,
+        "frozen_params": result.frozen_params,
+        "stopped_early": result.stopped_early,
+        "device": str(device),
+        "skipped_images": len(skipped),
+        "skipped_steps": sum(r.skipped_steps for r in history),
+    }
+    if point is not None:
+        summary["resumed_from"] = {"checkpoint": point.stem.name, **point.meta.get("resume", {})}
+    run.write_json("summary.json", summary)
     console.print(f"best val acc {100 * tracker.best_acc:.2f}% at epoch {tracker.best_epoch}; run saved to {run.path}")
     return result
 
 
-def _run_phase(
-    model: nn.Module,
-    train_loader: DataLoader,
-    val_loader: DataLoader,
-    groups: list[dict],
+_Setup = tuple[nn.Module, DataLoader, DataLoader, list[dict], dict[str, torch.Generator]]
+
+
+@dataclass
+class _Phase:
+    """A stretch of training with one optimiser: its epochs and how to build its model, loaders and groups."""
+
+    name: str
+    epochs: int
+    first_epoch: int
+    setup: Callable[[], _Setup]
+    every_steps: int
+
+    @property
+    def last_epoch(self) -> int:
+        return self.first_epoch + self.epochs - 1
+
+
+def _load_weights(model: nn.Module, point: ResumePoint) -> None:
+    try:
+        model.load_state_dict(point.weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{point.stem}.safetensors does not fit backbone {point.meta.get('backbone')!r} with "
+            f"{len(point.meta['classes'])} classes: {str(exc)[:300]}"
+        ) from None
+
+
+def _run_phases(
+    phases: list[_Phase],
     config: TrainConfig,
     loss_fn: nn.Module,
     device: torch.device,
-    epochs: int,
-    phase: str,
-    first_epoch: int,
-    tracker: _Tracker,
+    tracker: Tracker,
+    point: ResumePoint | None,
 ) -> list[EpochResult]:
-    optimizer = build_optimizer(groups, config)
-    steps = epochs * len(train_loader)
-    scheduler = build_scheduler(
-        optimizer, total_steps=steps, warmup_steps=int(config.warmup_epochs * len(train_loader))
-    )
-    return fit(
-        model,
-        train_loader,
-        val_loader,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss_fn=loss_fn,
-        device=device,
-        phase=phase,
-        first_epoch=first_epoch,
-        on_epoch=tracker,
-    )
-
-
-class _Tracker:
-    """Logs each epoch, keeps the best and last checkpoints, and decides early stopping."""
-
-    def __init__(self, run: RunDir, model: nn.Module, meta: dict, patience: int | None) -> None:
-        self.run, self.model, self.meta, self.patience = run, model, meta, patience
-        self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
-
-    def reset_patience(self) -> None:
-        self.bad_epochs = 0
-
-    def __call__(self, result: EpochResult) -> bool:
-        self.run.append_metrics(result.to_dict())
-        improved = result.val_acc > self.best_acc
-        console.print(
-            f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
-            f"{100 * result.train_acc:5.2f}% | val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%"
-            f" | {result.seconds:.1f}s" + (" *" if improved else "")
+    """Run each phase in turn; after a resume, skip what was done and continue the interrupted phase exactly."""
+    state = point.state if point is not None else None
+    history: list[EpochResult] = []
+    for index, phase in enumerate(phases):
+        if tracker.stopped:
+            break
+        if state is not None and (state["phase_index"] > index or state["epoch"] > phase.last_epoch):
+            continue  # finished before the interruption
+        mid_phase = state is not None and state["phase_index"] == index
+        if index > 0 and not mid_phase:
+            tracker.reset_patience()
+        module, train_loader, val_loader, groups, generators = phase.setup()
+        optimizer = build_optimizer(groups, config)
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=phase.epochs * len(train_loader),
+            warmup_steps=int(config.warmup_epochs * len(train_loader)),
         )
-        meta = {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
-        save_checkpoint(self.run.last, self.model, meta)
-        if improved:
-            self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
-            save_checkpoint(self.run.best, self.model, meta)
-        else:
-            self.bad_epochs += 1
-        if self.patience is not None and self.bad_epochs >= self.patience:
-            console.print(f"early stopping: no better validation accuracy in {self.patience} epochs")
-            self.stopped = True
-        return self.stopped
+        first, start = phase.first_epoch, None
+        if mid_phase:
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(
+                    f"cannot resume phase {phase.name!r}: the saved optimiser state does not fit the trainable "
+                    f"parameters (was the strategy or the set of frozen layers changed?): {exc}"
+                ) from None
+            first, start = int(state["epoch"]), EpochProgress(**state["progress"])
+        if state is not None:
+            restore_rng(state["rng"], generators)
+            state = None
+        tracker.phase = PhaseContext(index, phase.name, optimizer, scheduler, generators, phase.every_steps)
+        history += fit(
+            module,
+            train_loader,
+            val_loader,
+            epochs=phase.last_epoch - first + 1,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            device=device,
+            phase=phase.name,
+            first_epoch=first,
+            on_epoch=tracker,
+            start=start,
+            on_step=tracker.on_step,
+            max_bad_steps=config.max_bad_steps,
+        )
+    return history

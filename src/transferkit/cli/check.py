@@ -1,0 +1,70 @@
+"""`transferkit check`: list every problem in a dataset without training on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "check",
+        help="list unreadable images, empty classes, imbalance and duplicates in a dataset",
+        description="Check a dataset without training. Exit status 1 when there are errors. "
+        "Example: transferkit check data/pets --test data/pets-test",
+    )
+    parser.add_argument("data", nargs="?", help="image folder (one sub-folder per class) or a list file")
+    parser.add_argument("--val", help="validation folder or list file")
+    parser.add_argument("--test", help="test folder or list file")
+    parser.add_argument("--train-list", help="list file of 'relative/path label' lines")
+    parser.add_argument("--val-list", help="validation list file")
+    parser.add_argument("--test-list", help="test list file")
+    parser.add_argument("--root", help="folder the list files' paths are relative to (default: the list's folder)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from transferkit._console import console
+    from transferkit.data import DataError, from_list
+    from transferkit.data.check import CheckReport, check_sources, folder_source
+
+    train = args.data or args.train_list
+    if not train:
+        raise SystemExit("no data given: pass an image folder or --train-list FILE")
+    report = CheckReport()
+    splits = {}
+    for split, where in (("train", train), ("val", args.val or args.val_list), ("test", args.test or args.test_list)):
+        if not where:
+            continue
+        classes = splits["train"].classes if "train" in splits and Path(where).is_file() else None
+        try:
+            source = from_list(where, root=args.root, classes=classes) if Path(where).is_file() else None
+        except DataError as exc:
+            report.errors.append(str(exc))
+            continue
+        source = source or folder_source(where, report)
+        if source is not None and len(source):
+            splits[split] = source
+    if splits:
+        check_sources(splits, report)
+
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    for split, counts in report.counts.items():
+        ratio = report.imbalance.get(split)
+        console.print(
+            f"{split}: {sum(counts.values())} readable images in {len(counts)} classes"
+            + (f", imbalance {ratio:.1f}:1 (largest / smallest class)" if ratio else ""),
+            highlight=False,
+        )
+    for message in report.errors:
+        console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+    for message in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+    console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)", highlight=False)
+    return 0 if report.ok else 1

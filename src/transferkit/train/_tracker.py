@@ -1,0 +1,149 @@
+"""Per-epoch bookkeeping of a run: metrics, best and resumable checkpoints, early stopping, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from transferkit._console import console
+from transferkit.train._rng import capture_rng
+from transferkit.train.checkpoint import save_checkpoint, save_training_state
+from transferkit.train.loop import EpochProgress, EpochResult
+from transferkit.train.rundir import RunDir
+
+__all__ = ["PhaseContext", "Tracker", "catch_interrupts"]
+
+STATE_FORMAT = 1
+
+
+@dataclass
+class PhaseContext:
+    """What a training-state save needs to know about the phase that is running."""
+
+    index: int
+    name: str
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+    every_steps: int = 0
+    """Save mid-epoch every this many steps (0: only at epoch ends)."""
+
+
+class Tracker:
+    """Logs each epoch, keeps the best and the resumable `last` checkpoints, and decides early stopping."""
+
+    def __init__(self, run: RunDir, model: nn.Module, meta: dict, patience: int | None, data: dict) -> None:
+        self.run, self.model, self.meta, self.patience, self.data = run, model, meta, patience, data
+        self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
+        self.phase: PhaseContext | None = None
+        self.interrupted = False
+        self.last_metrics: dict | None = None
+        self._bad_in_row = 0
+
+    def reset_patience(self) -> None:
+        self.bad_epochs = 0
+
+    def state(self) -> dict:
+        return {
+            "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped": self.stopped,
+            "last_metrics": self.last_metrics,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.best_acc, self.best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+        self.bad_epochs, self.stopped = int(state["bad_epochs"]), bool(state["stopped"])
+        self.last_metrics = state.get("last_metrics")
+
+    def on_step(self, epoch: int, progress: EpochProgress) -> None:
+        """After each training step: periodic mid-epoch save, and the save-then-stop of a Ctrl-C."""
+        self._bad_in_row = progress.bad_in_row
+        every = self.phase.every_steps if self.phase else 0
+        if self.interrupted or (every and progress.step % every == 0):
+            self.save_state(epoch, progress)
+        if self.interrupted:
+            self._stop_for_interrupt()
+
+    def __call__(self, result: EpochResult) -> bool:
+        self.run.append_metrics(result.to_dict())
+        improved = result.val_acc > self.best_acc
+        console.print(
+            f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
+            f"{100 * result.train_acc:5.2f}% | val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%"
+            f" | {result.seconds:.1f}s" + (" *" if improved else "")
+        )
+        self.last_metrics = result.to_dict()
+        if improved:
+            self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
+            save_checkpoint(
+                self.run.best, self.model, {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
+            )
+        else:
+            self.bad_epochs += 1
+        if self.patience is not None and self.bad_epochs >= self.patience:
+            console.print(f"early stopping: no better validation accuracy in {self.patience} epochs")
+            self.stopped = True
+        # The state of "epoch done": resuming starts the next epoch at its first step.
+        self.save_state(result.epoch + 1, EpochProgress(bad_in_row=self._bad_in_row))
+        if self.interrupted:
+            self._stop_for_interrupt()
+        return self.stopped
+
+    def save_state(self, epoch: int, progress: EpochProgress) -> None:
+        """Write the resumable `last` set: weights, optimiser, scheduler, RNGs, position and best-so-far."""
+        phase = self.phase
+        if phase is None:
+            return
+        state = {
+            "format": STATE_FORMAT,
+            "phase_index": phase.index,
+            "phase": phase.name,
+            "epoch": epoch,
+            "progress": progress.to_dict(),
+            "optimizer": phase.optimizer.state_dict(),
+            "scheduler": phase.scheduler.state_dict(),
+            "rng": capture_rng(phase.generators),
+            "tracker": self.state(),
+            "data": self.data,
+        }
+        meta = {
+            **self.meta,
+            "epoch": epoch - 1,  # epochs completed
+            "resume": {"phase": phase.name, "epoch": epoch, "step": progress.step},
+            "metrics": self.last_metrics,
+        }
+        save_training_state(self.run.last, self.model, meta, state)
+
+    def _stop_for_interrupt(self) -> None:
+        console.print(f"interrupted: resumable state saved to {self.run.last}; continue with --resume {self.run.path}")
+        raise KeyboardInterrupt
+
+
+class catch_interrupts:  # noqa: N801 - used as a context manager, named like one
+    """Turn the first Ctrl-C into `tracker.interrupted` (save at the next step, then stop); a second one quits."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.tracker.interrupted:
+            raise KeyboardInterrupt
+        self.tracker.interrupted = True
+        console.print("stopping after this step to save a resumable checkpoint (Ctrl-C again to quit at once)")
+
+    def __enter__(self) -> catch_interrupts:
+        # Signal handlers can only be installed from the main thread (e.g. not inside a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

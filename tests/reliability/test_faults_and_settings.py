@@ -1,0 +1,160 @@
+"""Non-finite steps are skipped and counted (too many in a row stop the run); resuming warns about changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from transferkit.config import TrainConfig
+from transferkit.data import from_folder
+from transferkit.evaluate import evaluate_run
+from transferkit.train import runner
+from transferkit.train.checkpoint import CheckpointError, load_training_state
+from transferkit.train.loop import EpochProgress, TrainingDivergedError, train_one_epoch
+
+
+def _write_shapes(root: Path, per_class: int = 12, size: int = 40) -> Path:
+    """3 classes x `per_class` noisy PNGs: blue checkerboards, green vertical and red horizontal stripes."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    patterns = {
+        "blue": ((30, 40, 210), lambda p: ((xx // p) + (yy // p)) % 2 == 0),
+        "green": ((30, 190, 40), lambda p: (xx // p) % 2 == 0),
+        "red": ((200, 30, 30), lambda p: (yy // p) % 2 == 0),
+    }
+    for name, (base, mask) in patterns.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.empty((size, size, 3), np.float32)
+            img[:] = base
+            img[mask(int(rng.integers(4, 8)))] *= 0.55
+            img += rng.normal(0, 12, img.shape)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """This file's own generated image folder (36 PNGs), so it does not depend on other test packages."""
+    return _write_shapes(tmp_path_factory.mktemp("data") / "shapes")
+
+
+def _batches(n: int):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(4, 3, generator=g), torch.randint(0, 2, (4,), generator=g)) for _ in range(n)]
+
+
+class _NanAt(nn.Module):
+    """Cross-entropy, but NaN on the given (1-based) calls."""
+
+    def __init__(self, bad: set[int]) -> None:
+        super().__init__()
+        self.bad, self.calls = bad, 0
+
+    def forward(self, logits, targets):
+        self.calls += 1
+        loss = nn.functional.cross_entropy(logits, targets)
+        return loss * float("nan") if self.calls in self.bad else loss
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    return model, optimizer, scheduler
+
+
+def test_non_finite_loss_skips_the_step_and_counts_it():
+    model, optimizer, scheduler = _setup()
+    weights = []
+    progress = EpochProgress()
+    train_one_epoch(
+        model, _batches(5), optimizer, scheduler, _NanAt({2, 4}), torch.device("cpu"), progress=progress,
+        on_step=lambda p: weights.append(model.weight.detach().clone()), max_bad_steps=3,
+    )  # fmt: skip
+    assert progress.skipped_steps == 2 and progress.step == 5 and progress.seen == 12
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[2], weights[3])  # no update on 2 and 4
+    assert not torch.equal(weights[1], weights[2])
+    assert scheduler.last_epoch == 5  # the schedule still advances
+    assert torch.isfinite(model.weight).all()
+
+
+def test_non_finite_gradient_is_skipped_too():
+    model, optimizer, scheduler = _setup()
+    before = model.weight.detach().clone()
+    model.weight.register_hook(lambda g: g * float("inf"))
+    progress = EpochProgress()
+    with pytest.raises(TrainingDivergedError, match="2 steps in a row"):
+        train_one_epoch(
+            model, _batches(3), optimizer, scheduler, nn.CrossEntropyLoss(), torch.device("cpu"),
+            progress=progress, max_bad_steps=2,
+        )  # fmt: skip
+    assert torch.equal(model.weight, before)
+
+
+def _config(**kw) -> TrainConfig:
+    base = {"backbone": "tiny_resnet", "strategy": "full", "epochs": 2, "batch_size": 8, "image_size": 32}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_consecutive_bad_steps_abort_and_keep_the_last_good_checkpoint(image_folder, tmp_path, monkeypatch):
+    # Fine for the first epoch (4 steps), NaN from then on.
+    monkeypatch.setattr(runner.nn, "CrossEntropyLoss", lambda **kw: _NanAt(set(range(5, 100))))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match="3 steps in a row"):
+        runner.train_run(_config(max_bad_steps=3), from_folder(image_folder), run_dir=run)
+    stem, meta, state, weights, _ = load_training_state(run / "last")
+    assert (stem.name, meta["resume"]["epoch"], meta["resume"]["step"]) == ("last", 2, 0)  # end of epoch 1
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_isolated_bad_steps_are_counted_in_the_summary(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.nn, "CrossEntropyLoss", lambda **kw: _NanAt({2, 6, 7}))
+    run = tmp_path / "run"
+    runner.train_run(_config(), from_folder(image_folder), run_dir=run)
+    assert json.loads((run / "summary.json").read_text())["skipped_steps"] == 3
+    assert [json.loads(line)["skipped_steps"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def finished(image_folder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    runner.train_run(_config(), from_folder(image_folder), run_dir=run)
+    return run
+
+
+def test_resume_with_changed_settings_says_what_differs(finished, image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    capsys.readouterr()
+    runner.train_run(_config(batch_size=4, lr=3e-4, epochs=3), from_folder(image_folder), run_dir=run, resume=True)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "settings that differ" in out
+    assert "batch_size: 8 -> 4" in out and "lr: None -> 0.0003" in out and "epochs: 2 -> 3" in out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_without_changes_gives_no_warning(finished, image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    capsys.readouterr()
+    runner.train_run(_config(), from_folder(image_folder), run_dir=run, resume=True)
+    assert "differ" not in capsys.readouterr().out
+
+
+def test_resume_or_evaluate_with_other_classes_is_an_error(finished, image_folder, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(image_folder, other)
+    (other / "red").rename(other / "yellow")
+    with pytest.raises(CheckpointError, match="classes"):
+        runner.train_run(_config(), from_folder(other), run_dir=finished, resume=True)
+    with pytest.raises(ValueError, match="classes"):
+        evaluate_run(finished, from_folder(other), out_dir=tmp_path / "eval")

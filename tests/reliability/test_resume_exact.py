@@ -1,0 +1,241 @@
+"""A run killed at a random point (SIGKILL, or Ctrl-C) and resumed ends bit-identical to an uninterrupted one.
+
+Each run is the `transferkit train` command in a forked process (forking skips the interpreter start-up:
+torch and timm are already imported), with deterministic algorithms on, so the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+# Imported here, once: forked children inherit them instead of importing timm and friends each time.
+import transferkit.finetuner  # noqa: F401
+from transferkit.cli import main
+
+
+def _write_shapes(root: Path, per_class: int = 12, size: int = 40) -> Path:
+    """3 classes x `per_class` noisy PNGs: blue checkerboards, green vertical and red horizontal stripes."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    patterns = {
+        "blue": ((30, 40, 210), lambda p: ((xx // p) + (yy // p)) % 2 == 0),
+        "green": ((30, 190, 40), lambda p: (xx // p) % 2 == 0),
+        "red": ((200, 30, 30), lambda p: (yy // p) % 2 == 0),
+    }
+    for name, (base, mask) in patterns.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.empty((size, size, 3), np.float32)
+            img[:] = base
+            img[mask(int(rng.integers(4, 8)))] *= 0.55
+            img += rng.normal(0, 12, img.shape)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """This file's own generated image folder (36 PNGs), so it does not depend on other test packages."""
+    return _write_shapes(tmp_path_factory.mktemp("data") / "shapes")
+
+
+# Tiny models: extra intra-op threads only contend on a shared machine (and forked children inherit this).
+torch.set_num_threads(1)
+
+SEED = int(os.environ.get("TRANSFERKIT_KILL_SEED", random.SystemRandom().randrange(10**6)))
+STEPS_PER_EPOCH = 7  # 28 training images (36 minus a 20% split), batch 4
+
+
+def _train_args(data: Path, out: Path, name: str, *extra: str) -> list[str]:
+    return [
+        "train", str(data), "--backbone", "tiny_resnet", "--batch-size", "4", "--image-size", "32",
+        "--checkpoint-every-steps", "3", "--out", str(out), "--name", name, "--seed", "3", *extra,
+    ]  # fmt: skip
+
+
+def _fork_cli(argv: list[str], log: Path, *, kill_at_step: int = 0, kill_at_replace: int = 0, sigint_at: int = 0):
+    """Run the CLI in a child process; returns (pid, wait) where wait() gives the raw exit status."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 99
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = sys.stderr = open(fd, "w", buffering=1)  # noqa: SIM115 - the child exits with it open
+            torch.use_deterministic_algorithms(True)
+            from transferkit.train import _tracker, checkpoint
+
+            steps = {"n": 0}
+            original_on_step = _tracker.Tracker.on_step
+
+            def on_step(self, epoch, progress):
+                original_on_step(self, epoch, progress)
+                steps["n"] += 1
+                if steps["n"] == kill_at_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if steps["n"] == sigint_at:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            _tracker.Tracker.on_step = on_step
+            if kill_at_replace:
+                replaces = {"n": 0}
+                real_replace = os.replace
+
+                def replace(src, dst):
+                    replaces["n"] += 1
+                    if replaces["n"] == kill_at_replace:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    real_replace(src, dst)
+
+                checkpoint.os = _OsProxy(replace)
+            code = main(argv)
+        except BaseException:  # noqa: BLE001 - report anything, never unwind into the parent's test
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+class _OsProxy:
+    """`os` with `replace` swapped, for the checkpoint module only."""
+
+    def __init__(self, replace):
+        self.replace = replace
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def _wait(pid: int, timeout: float = 240.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("training child did not finish")
+
+
+def _run(argv, log, **kw) -> int:
+    return _wait(_fork_cli(argv, log, **kw))
+
+
+def _assert_same_run(a: Path, b: Path, context: str) -> None:
+    for stem in ("last", "best"):
+        wa, wb = load_file(str(a / f"{stem}.safetensors")), load_file(str(b / f"{stem}.safetensors"))
+        assert wa.keys() == wb.keys()
+        different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+        assert not different, f"{context}: {stem} weights differ in {different[:5]}"
+    sa = torch.load(a / "last.state.pt", weights_only=True)
+    sb = torch.load(b / "last.state.pt", weights_only=True)
+    oa, ob = sa["optimizer"], sb["optimizer"]
+    assert oa["param_groups"] == ob["param_groups"], context
+    assert oa["state"].keys() == ob["state"].keys()
+    for i in oa["state"]:
+        for key, value in oa["state"][i].items():
+            assert torch.equal(value, ob["state"][i][key]), f"{context}: optimizer state {i}.{key} differs"
+    assert sa["scheduler"] == sb["scheduler"], context
+    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"]), context
+
+    def rows(run):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in open(run / "metrics.jsonl")]
+
+    assert rows(a) == rows(b), f"{context}: metrics differ"
+
+
+@pytest.fixture(scope="module")
+def reference(image_folder, tmp_path_factory):
+    """Uninterrupted runs to compare against: `full` for 2 epochs, and lp-ft (probe 1 + fine-tune 2)."""
+    out = tmp_path_factory.mktemp("reference")
+    runs = {}
+    for name, extra in (("full", ["--strategy", "full", "--epochs", "2"]), ("lpft", _LPFT)):
+        status = _run(_train_args(image_folder, out, name, *extra), out / f"{name}.log")
+        assert os.waitstatus_to_exitcode(status) == 0, (out / f"{name}.log").read_text()[-3000:]
+        runs[name] = out / f"{name}-001"
+    return runs
+
+
+_LPFT = ["--strategy", "lp-ft", "--epochs", "3", "--lp-epochs", "1"]
+_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT}
+_TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH}
+
+
+def _kill_and_resume(image_folder, tmp_path, kind: str, **kill) -> tuple[Path, str]:
+    argv = _train_args(image_folder, tmp_path, kind, *_EXTRA[kind])
+    log = tmp_path / "run.log"
+    status = _run(argv, log, **kill)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, log.read_text()[-3000:]
+    assert not (tmp_path / f"{kind}-001" / "summary.json").exists()
+    status = _run([*argv, "--resume", "auto"], log)
+    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-3000:]
+    return tmp_path / f"{kind}-001", log.read_text()
+
+
+# Steps after the first resumable state: step 3 (every 3 steps), or the end of the feature-cached probe epoch
+# (saved after the hook of its last step runs).
+_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1}
+
+
+@pytest.mark.parametrize("kind", ["full", "lpft"])
+def test_sigkill_at_a_random_step_resumes_exactly(reference, image_folder, tmp_path, kind):
+    step = random.Random(SEED).randrange(_FIRST_SAVE[kind], _TOTAL[kind])
+    run, log = _kill_and_resume(image_folder, tmp_path, kind, kill_at_step=step)
+    assert "resuming from last" in log
+    _assert_same_run(reference[kind], run, f"{kind}: SIGKILL after step {step} (TRANSFERKIT_KILL_SEED={SEED})")
+
+
+def test_sigkill_inside_a_checkpoint_write_resumes_exactly(reference, image_folder, tmp_path):
+    # 3 writes + up to 6 renames per save; 6 saves per epoch (every 3 steps and at epoch end): any rename.
+    call = random.Random(SEED + 1).randrange(4, 40)  # after the first save is complete
+    run, _ = _kill_and_resume(image_folder, tmp_path, "full", kill_at_replace=call)
+    _assert_same_run(reference["full"], run, f"SIGKILL at file rename {call} (TRANSFERKIT_KILL_SEED={SEED})")
+    assert not list(run.glob(".*")), "temporary files left behind"
+
+
+def test_external_sigkill_at_a_random_moment_resumes_exactly(reference, image_folder, tmp_path):
+    argv = _train_args(image_folder, tmp_path, "full", *_EXTRA["full"])
+    state = tmp_path / "full-001" / "last.state.pt"
+    pid = _fork_cli(argv, tmp_path / "run.log")
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(random.Random(SEED + 2).uniform(0, 0.05))
+    os.kill(pid, signal.SIGKILL)
+    status = _wait(pid)
+    assert os.WIFSIGNALED(status), "the run finished before it could be killed"
+    status = _run([*argv, "--resume", str(tmp_path / "full-001")], tmp_path / "run.log")
+    assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    _assert_same_run(reference["full"], tmp_path / "full-001", f"external SIGKILL (TRANSFERKIT_KILL_SEED={SEED})")
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(reference, image_folder, tmp_path):
+    step = random.Random(SEED + 3).randrange(1, _TOTAL["full"] - 1)
+    argv = _train_args(image_folder, tmp_path, "full", *_EXTRA["full"])
+    status = _run(argv, tmp_path / "run.log", sigint_at=step)
+    log = (tmp_path / "run.log").read_text()
+    assert os.waitstatus_to_exitcode(status) == 130, log[-3000:]
+    assert "resumable state saved" in log
+    meta = json.loads((tmp_path / "full-001" / "last.json").read_text())
+    # The flag is honoured at the next step boundary (or at the end of the epoch it falls in).
+    saved_at = (meta["resume"]["epoch"] - 1) * STEPS_PER_EPOCH + meta["resume"]["step"]
+    assert saved_at == (step if step % STEPS_PER_EPOCH == 0 else step + 1), (meta["resume"], step)
+    status = _run([*argv, "--resume", "auto"], tmp_path / "run.log")
+    assert os.waitstatus_to_exitcode(status) == 0
+    _assert_same_run(reference["full"], tmp_path / "full-001", f"Ctrl-C after step {step}")
