@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: venv data demo test test-fast lint bench clean
+.PHONY: venv data browser demo test test-fast lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -34,11 +34,28 @@ data:
 		echo "Tests that need it will be skipped."; \
 	fi
 
+# 28 px images at 64 px, 6 epochs: 7 min 41 s measured on 2 shared cores (README, "The demo"). Pretrained
+# layers learn at 5e-4 (the head at 10x); scratch keeps the default scratch rate, 1e-3 (2 x 5e-4).
 demo: venv data
 	$(BIN)/transferkit compare --fashion-mnist $(FMNIST_DIR) --per-class 100 --test-limit 10000 \
-		--backbone efficientnet_lite0 --strategies linear-probe,lp-ft,full,scratch --out runs/demo
+		--backbone efficientnet_lite0 --strategies linear-probe,lp-ft,full,scratch \
+		--image-size 64 --epochs 6 --lr 5e-4 --scratch-lr-mult 2 --out runs/demo
 
-test: venv data
+# Headless Chromium renders the HTML report in a slow test (skipped when /usr/bin/chromium is absent).
+browser:
+	@if [ -x /usr/bin/chromium ]; then \
+		true; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) || \
+		echo "could not install chromium; the report rendering test will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get install -y -q chromium >/dev/null || echo "could not install chromium; its test will be skipped"; \
+	else \
+		echo "chromium not found and apt is unavailable: the report rendering test will be skipped"; \
+	fi
+
+test: venv data browser
 	TRANSFERKIT_FMNIST=$(FMNIST_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

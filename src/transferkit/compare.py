@@ -188,7 +188,10 @@ def run_compare(
             run = _train_one(configs[strategy], fold_train, fold_val, test, compare_dir, sub, fold)
             fold_runs.append(run)
             result.runs.append(run)
-            result.save()  # partial results survive an interrupted comparison
+            # Partial results survive an interrupted comparison: summaries of what has finished so far.
+            result.summaries = [_summarise(s, [r for r in result.runs if r.strategy == s]) for s in strategies]
+            result.summaries = [s for s in result.summaries if s.runs or s.failed]
+            result.save()
         key = str(fold) if fold else "all"
         _time_to_target(compare_dir, fold_runs, result.targets, key)
         title = f"{config.backbone}: loss and accuracy per epoch" + (f", fold {fold} of {cv}" if fold else "")
