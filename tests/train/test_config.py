@@ -1,0 +1,76 @@
+import pytest
+
+from transferkit import TrainConfig
+from transferkit.config import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategy": "half"}, "strategy 'half'"),
+        ({"strategy": "partial"}, "needs freeze"),
+        ({"optimizer": "adam"}, "optimizer 'adam'"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"head_lr_mult": -1.0}, "multipliers"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"crop_pct": 0.0}, "crop_pct"),
+        ({"image_size": 8}, "image_size"),
+        ({"strategy": "lp-ft", "epochs": 3, "lp_epochs": 3}, "lp_epochs"),
+    ],
+)
+def test_invalid_values_raise_config_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_partial_accepts_stages_or_module_patterns():
+    assert TrainConfig(strategy="partial", freeze=2).freeze == 2
+    assert TrainConfig(strategy="partial", freeze_modules="conv_stem").freeze is None
+
+
+def test_resolved_learning_rates():
+    assert TrainConfig().resolved_lr() == 1e-4
+    assert TrainConfig(optimizer="sgd").resolved_lr() == 5e-3
+    assert TrainConfig(lr=0.3, optimizer="sgd").resolved_lr() == 0.3
+    assert TrainConfig(strategy="lp-ft", epochs=10).resolved_lp_epochs() == 3
+    assert TrainConfig(strategy="lp-ft", epochs=2).resolved_lp_epochs() == 1
+    assert TrainConfig(strategy="lp-ft", epochs=10, lp_epochs=6).resolved_lp_epochs() == 6
+
+
+def test_yaml_round_trip(tmp_path):
+    config = TrainConfig(
+        backbone="tiny_effnet",
+        strategy="partial",
+        freeze=3,
+        freeze_modules="conv_stem,bn1",
+        epochs=4,
+        lr=3e-4,
+        optimizer="sgd",
+        image_size=48,
+        augment=False,
+        patience=2,
+        label_smoothing=0.1,
+    )
+    config.to_yaml(tmp_path / "config.yaml")
+    loaded = TrainConfig.from_yaml(tmp_path / "config.yaml")
+    assert loaded == config
+    assert loaded is not config
+
+
+def test_yaml_with_unknown_keys_or_not_a_mapping_is_rejected(tmp_path):
+    (tmp_path / "typo.yaml").write_text("strategy: full\nepochz: 3\n")
+    with pytest.raises(ConfigError, match="unknown config keys: epochz"):
+        TrainConfig.from_yaml(tmp_path / "typo.yaml")
+    (tmp_path / "list.yaml").write_text("- full\n- 3\n")
+    with pytest.raises(ConfigError, match="list.yaml: expected a mapping"):
+        TrainConfig.from_yaml(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("strategy: half\n")
+    with pytest.raises(ConfigError, match="strategy 'half'"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
