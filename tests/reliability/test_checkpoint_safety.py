@@ -227,8 +227,8 @@ def test_resume_without_any_state_is_an_error(image_folder, tmp_path):
         train_run(config, from_folder(image_folder), run_dir=tmp_path / "empty-run", resume=True)
 
 
-@pytest.mark.parametrize("stop_at", range(1, 10))
-def test_a_save_cut_short_at_any_rename_leaves_a_loadable_state(tmp_path, monkeypatch, stop_at):
+@pytest.mark.parametrize(("later", "stop_at"), [(False, n) for n in range(1, 7)] + [(True, n) for n in range(1, 10)])
+def test_a_save_cut_short_at_any_rename_leaves_a_loadable_state(tmp_path, monkeypatch, later, stop_at):
     """The first save (3 writes + 3 renames) or a later one (3 writes + 6 renames), stopped at each rename."""
     real_replace, calls = os.replace, {"n": 0}
 
@@ -238,16 +238,22 @@ def test_a_save_cut_short_at_any_rename_leaves_a_loadable_state(tmp_path, monkey
             raise SystemExit("killed")  # nothing after this point runs, as with SIGKILL
         real_replace(src, dst)
 
-    if stop_at > 6:
-        _save(tmp_path, 1.0)  # a later save: the previous set exists and is rotated to .prev
+    if later:
+        _save(tmp_path, 1.0)  # the previous set exists and is rotated to .prev
     monkeypatch.setattr(ckpt.os, "replace", replace)
     with pytest.raises(SystemExit):
         _save(tmp_path, 2.0)
     monkeypatch.undo()
-    if stop_at <= 3:
+    if stop_at <= 3 and not later:
         # The first save died while writing: nothing complete exists yet, which is reported, not guessed.
         with pytest.raises(CheckpointError):
             load_training_state(tmp_path / "last")
         return
-    _, _, state, weights, _ = load_training_state(tmp_path / "last")
-    assert state["step"] in (1, 2) and float(weights["weight"][0, 0]) == state["step"]
+    stem, _, state, weights, _ = load_training_state(tmp_path / "last")
+    # Once the new set is completely written (after 3 writes) it wins, and is moved into place as `last`.
+    assert (stem.name, state["step"]) == ("last", 2 if stop_at > 3 else 1)
+    assert float(weights["weight"][0, 0]) == state["step"]
+    _, _, again, _, problems = load_training_state(tmp_path / "last", fallback=False)
+    assert again["step"] == state["step"] and not problems
+    if later and stop_at > 3:
+        assert torch.load(tmp_path / "last.prev.state.pt", weights_only=True)["step"] == 1

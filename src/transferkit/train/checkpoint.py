@@ -252,14 +252,23 @@ def _token(path: Path) -> str | None:
 
 
 def _roll_forward(stem: Path) -> None:
-    """Finish a `<stem>.next` -> `<stem>` rename that was cut short (e.g. the very first save, killed mid-way).
+    """Finish a save whose renames were cut short, so that `<stem>` is again the newest complete set.
 
-    Only when the files left in `.next` and those already moved carry the same token, i.e. together they
-    are exactly one complete save.
+    Two cases: `.next` is complete (the process died while `<stem>` was moving to `.prev`, or before): move
+    what is left of `<stem>` over `.prev`, then `.next` to `<stem>`. Or `.next` is partly renamed already
+    (the process died moving it): finish when its files and those already moved carry one token.
     """
-    nxt = stem.parent / f"{stem.name}.next"
+    nxt, prev = stem.parent / f"{stem.name}.next", stem.parent / f"{stem.name}.prev"
     pending = [s for s in _SET_SUFFIXES if _file(nxt, s).exists()]
-    if not pending or len(pending) == len(_SET_SUFFIXES):
+    if not pending:
+        return
+    if len(pending) == len(_SET_SUFFIXES):
+        try:
+            _read_set(nxt)
+        except CheckpointError:
+            return  # an incomplete write of .next: the sets it would replace are still whole
+        _rename_set(stem, prev)
+        _rename_set(nxt, stem)
         return
     moved = [s for s in _SET_SUFFIXES if s not in pending]
     if not all(_file(stem, s).exists() for s in moved):
