@@ -7,7 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="classify image files with a trained run")
-    parser.add_argument("run", help="run directory")
+    parser.add_argument("run", help="run directory, or an exported model file (.onnx, .mnn, .pt)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

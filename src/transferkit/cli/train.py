@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue an interrupted run exactly: its run directory, or 'auto' for the newest run under --out "
         "with this name (a new run if there is none); its settings apply unless given here",
     )
+    parser.add_argument(
+        "--backbone-file",
+        metavar="MODEL.onnx",
+        help="linear-probe on this ONNX model cut at --cut-at instead of a registered backbone; writes one ONNX file",
+    )
+    parser.add_argument("--cut-at", metavar="NODE", help="with --backbone-file: the node whose output is the feature")
     parser.set_defaults(func=run)
 
 
@@ -33,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     sources = load_sources(args, config.seed)
+    if args.backbone_file or args.cut_at:
+        return _run_from_model_file(args, config, sources)
     run_dir = (
         resume_dir(args.resume, args.out, args.name or _default_name(sources.train, config)) if args.resume else None
     )
@@ -42,4 +50,26 @@ def run(args: argparse.Namespace) -> int:
         sources = load_sources(args, config.seed)
     tuner = Finetuner(sources.train, val=sources.val, test=sources.test, config=config)
     tuner.fit(out=args.out, name=args.name, run_dir=run_dir, resume=run_dir is not None)
+    return 0
+
+
+def _run_from_model_file(args: argparse.Namespace, config, sources) -> int:
+    from transferkit.export.cut import train_from_model_file
+
+    if not args.backbone_file:
+        raise ValueError("--cut-at needs --backbone-file MODEL.onnx")
+    if args.resume:
+        raise ValueError(
+            "--resume cannot be combined with --backbone-file (a linear probe on a model file is not resumable)"
+        )
+    train_from_model_file(
+        args.backbone_file,
+        args.cut_at,
+        sources.train,
+        sources.val,
+        config=config,
+        test=sources.test,
+        out=args.out,
+        name=args.name,
+    )
     return 0

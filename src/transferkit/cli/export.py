@@ -1,0 +1,50 @@
+"""`transferkit export`: write a trained run as ONNX, MNN or TorchScript, with a parity check."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a trained run to ONNX, MNN or TorchScript and check it against the PyTorch model",
+        description=(
+            "Export a run's best checkpoint. Writes RUN/export/model.<ext>, preprocessing.json and parity.json. "
+            "Example: transferkit export runs/pets-001 --format mnn --int8"
+        ),
+    )
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("--format", dest="fmt", required=True, choices=["onnx", "mnn", "torchscript"])
+    parser.add_argument("--int8", action="store_true", help="mnn: also write an int8-quantised model.int8.mnn")
+    parser.add_argument("--calib", metavar="DATA", help="int8 calibration images (default: the run's training split)")
+    parser.add_argument(
+        "--check-data",
+        metavar="DATA",
+        help="images for the parity check when the run's validation data is unavailable "
+        "(image folder, list file, or Fashion-MNIST folder)",
+    )
+    parser.add_argument("--check-images", type=int, default=256, help="check parity on at most N images (default 256)")
+    parser.add_argument("--out", help="output folder (default: RUN/export)")
+    parser.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint to export")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from transferkit._console import console
+    from transferkit.export import export_run
+
+    if args.calib and not args.int8:
+        raise ValueError("--calib is only used with --int8")
+    result = export_run(
+        args.run,
+        args.fmt,
+        out_dir=args.out,
+        int8=args.int8,
+        calib=args.calib,
+        check_data=args.check_data,
+        check_images=args.check_images,
+        which=args.which,
+    )
+    console.print(f"wrote {', '.join(p.name for p in result.files)} and parity.json to {result.out_dir}")
+    return 0
