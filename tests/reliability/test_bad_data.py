@@ -16,33 +16,6 @@ from transferkit.data import DataError, ImageDataset, from_folder
 from transferkit.data.check import image_problem
 from transferkit.train.runner import train_run
 
-
-def _write_shapes(root: Path, per_class: int = 12, size: int = 40) -> Path:
-    """3 classes x `per_class` noisy PNGs: blue checkerboards, green vertical and red horizontal stripes."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size]
-    patterns = {
-        "blue": ((30, 40, 210), lambda p: ((xx // p) + (yy // p)) % 2 == 0),
-        "green": ((30, 190, 40), lambda p: (xx // p) % 2 == 0),
-        "red": ((200, 30, 30), lambda p: (yy // p) % 2 == 0),
-    }
-    for name, (base, mask) in patterns.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = np.empty((size, size, 3), np.float32)
-            img[:] = base
-            img[mask(int(rng.integers(4, 8)))] *= 0.55
-            img += rng.normal(0, 12, img.shape)
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{name}_{i:02d}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    """This file's own generated image folder (36 PNGs), so it does not depend on other test packages."""
-    return _write_shapes(tmp_path_factory.mktemp("data") / "shapes")
-
-
 SMALL_LIMIT = 3000  # pixels; the generated images are 40 x 40 = 1,600
 
 
