@@ -50,6 +50,12 @@ def write_folder(root: Path, per_class: int = PER_CLASS, seed: int = 0) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory) -> None:
+    """Cached features and decoded images go to a throw-away folder, never the user's ~/.cache."""
+    os.environ["TRANSFERKIT_CACHE"] = str(tmp_path_factory.mktemp("transferkit-cache"))
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """3 classes x 12 PNGs (40 px): blue checkerboards, green vertical and red horizontal stripes."""

@@ -12,6 +12,8 @@ from transferkit.models.freezing import STRATEGIES
 __all__ = ["OPTIMIZERS", "TrainConfig", "ConfigError"]
 
 OPTIMIZERS = ("adamw", "sgd")
+HEAD_SOLVERS = ("lbfgs", "minibatch")
+ENGINES = ("torch", "onnxruntime", "mnn", "auto")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -80,7 +82,17 @@ class TrainConfig:
     head_init: str = "xavier"
     """xavier or trunc-normal."""
     feature_cache: bool = True
-    """linear-probe: extract frozen features once and train the head on them."""
+    """linear-probe and lp-ft's probe: extract frozen features once (cached on disk) and train the head on them."""
+    head_solver: str = "lbfgs"
+    """Head on cached features: lbfgs (full batch, standardised features, L2 `head_l2`) or minibatch (the optimiser)."""
+    head_l2: float = 0.1
+    """lbfgs: L2 penalty on the head's weights (standardised features); 0.1 measured best on Fashion-MNIST."""
+    engine: str = "torch"
+    """Frozen feature extraction: torch, onnxruntime, mnn, or auto (fastest that matches torch)."""
+    cache_dir: str | None = None
+    """Cache of features and decoded images; default $TRANSFERKIT_CACHE or ~/.cache/transferkit."""
+    decode_cache: bool = True
+    """Decode and resize each image once per run into a memory-mapped array instead of every epoch."""
     allow_partial_weights: bool = False
     """Accept a checkpoint that covers too little of the backbone."""
     allow_unsafe_pickle: bool = False
@@ -95,6 +107,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES and self.strategy != "auto":
             raise ConfigError(f"strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.head_solver not in HEAD_SOLVERS:
+            raise ConfigError(f"head_solver {self.head_solver!r}: choose one of {', '.join(HEAD_SOLVERS)}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.strategy == "partial" and self.freeze is None and not self.freeze_modules:
@@ -105,6 +121,7 @@ class TrainConfig:
             (self.lr is None or self.lr > 0, "lr must be positive"),
             (self.head_lr_mult > 0 and self.scratch_lr_mult > 0, "learning-rate multipliers must be positive"),
             (0 < self.val_fraction < 1, "val_fraction must be between 0 and 1"),
+            (self.head_l2 >= 0, "head_l2 must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (self.image_size is None or self.image_size >= 16, "image_size must be at least 16"),

@@ -143,7 +143,7 @@ def reference(image_folder, tmp_path_factory):
     return runs
 
 
-_LPFT = ["--strategy", "lp-ft", "--epochs", "3", "--lp-epochs", "1"]
+_LPFT = ["--strategy", "lp-ft", "--epochs", "3", "--lp-epochs", "1", "--head-solver", "minibatch"]
 _EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT}
 _TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH}
 

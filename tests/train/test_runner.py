@@ -28,7 +28,17 @@ RUN_FILES = [
 
 
 def _config(strategy, **kwargs):
-    base = dict(backbone="tiny_resnet", strategy=strategy, epochs=2, lr=1e-3, batch_size=8, image_size=32, seed=0)
+    # The mini-batch head: these tests check optimiser groups and learning rates (tests/speed cover L-BFGS).
+    base = dict(
+        backbone="tiny_resnet",
+        strategy=strategy,
+        epochs=2,
+        lr=1e-3,
+        batch_size=8,
+        image_size=32,
+        seed=0,
+        head_solver="minibatch",
+    )
     return TrainConfig(**{**base, **kwargs})
 
 

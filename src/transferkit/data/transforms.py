@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
-__all__ = ["auto_image_size", "build_transforms"]
+__all__ = ["auto_image_size", "build_transforms", "interpolation_mode"]
 
 _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
     "nearest": T.InterpolationMode.NEAREST,
 }
+
+
+def interpolation_mode(name: str) -> T.InterpolationMode:
+    """The torchvision interpolation for a timm name (bicubic, bilinear, nearest); bilinear when unknown."""
+    return _INTERPOLATION.get(name, T.InterpolationMode.BILINEAR)
 
 
 def build_transforms(pre: dict, *, train: bool, augment: bool = True) -> T.Compose:

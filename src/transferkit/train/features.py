@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+from torchvision import transforms as T
 
 from transferkit._console import progress
+from transferkit.data.feature_cache import FeatureCache
+from transferkit.data.sources import ImageSource
+from transferkit.data.transforms import interpolation_mode
+from transferkit.train._engines import feature_runner
 
-__all__ = ["extract_features"]
+__all__ = ["cached_features", "extract_features", "extract_source_features", "extractor_key"]
 
 
 @torch.inference_mode()
@@ -31,3 +40,127 @@ def extract_features(
             labels.append(targets)
             bar.update(task, advance=1)
     return torch.cat(feats), torch.cat(labels)
+
+
+def extractor_key(model: nn.Module, backbone: str, pre: dict) -> dict:
+    """What decides a frozen model's pooled features: backbone, a hash of every non-head weight and buffer
+    (BatchNorm statistics included), and the preprocessing (size, mean/std, interpolation, crop)."""
+    head = {id(t) for t in model.get_classifier().state_dict(keep_vars=True).values()}
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in head:
+            continue
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    keys = ("image_size", "mean", "std", "interpolation", "crop_pct")
+    return {
+        "backbone": backbone,
+        "weights": h.hexdigest()[:32],
+        "preprocessing": {k: pre.get(k) for k in keys},
+        "dim": int(model.num_features),
+    }
+
+
+def extract_source_features(
+    model: nn.Module,
+    source: ImageSource,
+    pre: dict,
+    out: np.ndarray | None = None,
+    *,
+    engine: str = "torch",
+    batch_size: int = 64,
+    engine_folder: str | Path | None = None,
+    description: str = "features",
+) -> np.ndarray:
+    """Pooled features of every image of `source`, preprocessed as for evaluation, into `out` (N, dim).
+
+    Images are decoded and resized on a background thread while the previous batch runs, and normalised
+    a whole batch at a time. The model runs on the CPU in inference mode, channels-last, or on the engine
+    `engine` names (see `_engines.feature_runner`: onnxruntime, mnn, or auto after a parity check).
+
+    Args:
+        out: Array to fill (e.g. a cache entry's memory map); a new one when None.
+        engine: torch, onnxruntime, mnn or auto.
+        engine_folder: Where exported engine files are kept; default ``<cache>/engines``.
+    """
+    n, size = len(source), int(pre["image_size"])
+    if out is None:
+        out = np.empty((n, int(model.num_features)), np.float32)
+    if n == 0:
+        return out
+    batches = [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    to_batch = _BatchMaker(source, pre)
+    was_training = model.training
+    model.eval()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, progress() as bar:
+            pending = pool.submit(to_batch, batches[0])
+            first = pending.result()
+            if engine != "torch":
+                from transferkit.data._cache_store import cache_root
+
+                folder = Path(engine_folder) if engine_folder else cache_root() / "engines"
+                key = extractor_key(model, "", pre)["weights"] + f"-{size}"
+                runner = feature_runner(engine, model, size, first[:16], folder, key)
+            else:
+                runner = feature_runner("torch", model, size, first, Path("."), "")
+            task = bar.add_task(description, total=len(batches), status="")
+            pending = None
+            for j, rows in enumerate(batches):
+                inputs = first if j == 0 else pending.result()
+                if j + 1 < len(batches):
+                    pending = pool.submit(to_batch, batches[j + 1])
+                out[rows.start : rows.stop] = runner(inputs)
+                bar.update(task, advance=1)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def cached_features(
+    model: nn.Module,
+    backbone: str,
+    source: ImageSource,
+    pre: dict,
+    *,
+    cache_dir: str | Path | None = None,
+    engine: str = "torch",
+    batch_size: int = 64,
+    what: str = "",
+) -> np.ndarray:
+    """`extract_source_features` through the on-disk `FeatureCache`: extracted once, then read back.
+
+    Returns:
+        A read-only (N, dim) float32 memory map, rows in `source` order.
+    """
+    from transferkit.data._cache_store import cache_root
+
+    cache = FeatureCache(cache_dir)
+    engines = cache_root(cache_dir) / "engines"
+
+    def extract(src: ImageSource, out: np.ndarray) -> None:
+        extract_source_features(
+            model, src, pre, out, engine=engine, batch_size=batch_size, engine_folder=engines, description=what
+        )
+
+    return cache.features(source, extractor_key(model, backbone, pre), extract, what)
+
+
+class _BatchMaker:
+    """Evaluation preprocessing of a batch: PIL resize and crop per image, then one normalisation per batch."""
+
+    def __init__(self, source: ImageSource, pre: dict) -> None:
+        size = int(pre["image_size"])
+        resize = int(round(size / float(pre.get("crop_pct", 1.0))))
+        interp = interpolation_mode(pre.get("interpolation", "bilinear"))
+        self.source = source
+        self.geometry = T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(size)])
+        self.mean = torch.tensor(pre["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(pre["std"], dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __call__(self, rows: range) -> torch.Tensor:
+        pixels = np.stack([np.asarray(self.geometry(self.source.load(i))) for i in rows])
+        # The same arithmetic as ToTensor + Normalize, so features equal those of the evaluation transform.
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
+        return x.sub_(self.mean).div_(self.std).contiguous()

@@ -17,6 +17,7 @@ from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageDataset, ImageSource, stratified_split
 from transferkit.data.check import preflight
+from transferkit.data.decoded import decoded_source
 from transferkit.data.transforms import auto_image_size, build_transforms
 from transferkit.models import (
     apply_freeze,
@@ -26,11 +27,11 @@ from transferkit.models import (
     preprocessing_config,
 )
 from transferkit.train._order import EpochBatchSampler, SeededSamples
+from transferkit.train._probe import probe_features, run_lbfgs_phase
 from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
 from transferkit.train._rng import restore_rng
 from transferkit.train._tracker import PhaseContext, Tracker, catch_interrupts
 from transferkit.train.checkpoint import CheckpointError
-from transferkit.train.features import extract_features
 from transferkit.train.loop import EpochProgress, EpochResult, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir
@@ -176,6 +177,8 @@ def train_run(
     datasets: list[ImageDataset] = []
 
     def loader(source: ImageSource, train: bool) -> tuple[DataLoader, torch.Generator]:
+        if config.decode_cache:
+            source = decoded_source(source, pre, config.cache_dir)  # decode and resize once, not every epoch
         dataset = ImageDataset(source, build_transforms(pre, train=train, augment=config.augment), skip_unreadable=True)
         datasets.append(dataset)
         # Every loader gets its own generator: none may draw from the global RNG the model uses.
@@ -207,8 +210,7 @@ def train_run(
                 )
                 return model, train_loader, val_loader, groups, {"train": gen}
             # The frozen backbone in eval mode is a fixed function: one pass gives every epoch's inputs.
-            feats, labels = extract_features(model, loader(train_source, False)[0], device, "features (train)")
-            vfeats, vlabels = extract_features(model, loader(val_source, False)[0], device, "features (val)")
+            feats, labels, vfeats, vlabels = probe_features(model, config, pre, train_source, val_source)
             gen = torch.Generator().manual_seed(config.seed)
             sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
             train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler, generator=gen)
@@ -225,6 +227,23 @@ def train_run(
 
         # Feature-cache epochs take seconds; saving the whole model mid-epoch would cost more than it saves.
         phases.append(_Phase("probe", probe_epochs, 1, probe, 0 if config.feature_cache else every))
+        if config.feature_cache and config.head_solver == "lbfgs":
+
+            def solve(tracker: Tracker, index: int, start_epoch: int) -> list[EpochResult]:
+                data = probe_features(model, config, pre, train_source, val_source)
+                return run_lbfgs_phase(
+                    model,
+                    data,
+                    config,
+                    tracker,
+                    index=index,
+                    name="probe",
+                    epochs=probe_epochs,
+                    first_epoch=1,
+                    start_epoch=start_epoch,
+                )
+
+            phases[-1].solve = solve
         if config.strategy == "lp-ft":
 
             def finetune() -> _Setup:
@@ -296,6 +315,8 @@ class _Phase:
     first_epoch: int
     setup: Callable[[], _Setup]
     every_steps: int
+    solve: Callable[[Tracker, int, int], list[EpochResult]] | None = None
+    """Runs the whole phase instead of `setup` + `fit` (the L-BFGS head): (tracker, phase index, first epoch to log)."""
 
     @property
     def last_epoch(self) -> int:
@@ -331,6 +352,12 @@ def _run_phases(
         mid_phase = state is not None and state["phase_index"] == index
         if index > 0 and not mid_phase:
             tracker.reset_patience()
+        if phase.solve is not None:
+            if state is not None:
+                restore_rng(state["rng"], {})
+            history += phase.solve(tracker, index, int(state["epoch"]) if mid_phase else phase.first_epoch)
+            state = None
+            continue
         module, train_loader, val_loader, groups, generators = phase.setup()
         optimizer = build_optimizer(groups, config)
         scheduler = build_scheduler(

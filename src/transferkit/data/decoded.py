@@ -1,0 +1,69 @@
+"""Decode and resize each image once: a uint8 array on disk that every epoch reads instead of the files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from torchvision import transforms as T
+
+from transferkit._console import console
+from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
+from transferkit.data.errors import DataError
+from transferkit.data.sources import ImageSource
+from transferkit.data.transforms import interpolation_mode
+
+__all__ = ["decoded_source"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+def decoded_source(source: ImageSource, pre: dict, root: str | Path | None = None) -> ImageSource:
+    """`source` with every image decoded, resized and centre-cropped to a square once, for `pre`'s transforms.
+
+    The square's side is the evaluation resize, ``image_size / crop_pct``.
+
+    The pixels live in a uint8 memory-mapped array under ``<cache>/decoded/`` (``N x side x side x 3`` bytes),
+    so memory stays bounded whatever the dataset size and the operating system keeps the hot part in its page
+    cache. The evaluation transform of `build_transforms` (resize to ``side``, centre-crop) gives the same
+    pixels from this array as from the files; training crops are taken from the centred square. Entries are
+    keyed and checked like the feature cache: files that changed since they were decoded are decoded again.
+
+    Args:
+        source: The images.
+        pre: Preprocessing config (image_size, crop_pct, interpolation).
+        root: Cache folder; default ``$TRANSFERKIT_CACHE`` or ``~/.cache/transferkit``.
+
+    Returns:
+        An array-backed source with the same classes, labels and name; `source` itself when an image cannot
+        be read (the files are then read every epoch, and the usual skipping applies).
+    """
+    side = int(round(int(pre["image_size"]) / float(pre.get("crop_pct", 1.0))))
+    interpolation = pre.get("interpolation", "bilinear")
+    if source.arrays is not None and source.arrays.shape[1] == side and source.arrays.shape[2] == side:
+        return source  # already square at this size: nothing to decode
+    folder = cache_root(root) / "decoded"
+    name = digest({"format": FORMAT, "side": side, "interpolation": interpolation, "source": source_identity(source)})
+    expect = {"format": FORMAT, "side": side, "interpolation": interpolation, "fingerprint": source.fingerprint()}
+    status, array = load_entry(folder, name, expect)
+    label = source.name or "images"
+    if status == "hit":
+        logger.info("decoded-image cache hit: %s", label)
+    else:
+        why = "files changed; decoding again" if status == "stale" else "decoding once"
+        console.print(f"decoded-image cache {'rebuilt' if status == 'stale' else 'miss'}: {label} at {side} px: {why}")
+        geometry = T.Compose([T.Resize(side, interpolation=interpolation_mode(interpolation)), T.CenterCrop(side)])
+
+        def fill(out: np.ndarray) -> None:
+            for i in range(len(source)):
+                out[i] = np.asarray(geometry(source.load(i)))
+
+        try:
+            array = write_entry(folder, name, expect, (len(source), side, side, 3), "uint8", fill)
+        except DataError as exc:
+            logger.warning("not caching decoded images of %s: %s", label, exc)
+            return source
+    return ImageSource(classes=list(source.classes), labels=source.labels, arrays=array, name=source.name)
