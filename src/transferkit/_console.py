@@ -23,5 +23,5 @@ def progress() -> Progress:
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not console.is_terminal or console.quiet,  # quiet: a torchrun process other than rank 0
     )

@@ -9,11 +9,12 @@ import yaml
 
 from transferkit.models.freezing import STRATEGIES
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "ConfigError"]
+__all__ = ["OPTIMIZERS", "PRECISIONS", "TrainConfig", "ConfigError"]
 
 OPTIMIZERS = ("adamw", "sgd")
 HEAD_SOLVERS = ("lbfgs", "minibatch")
 ENGINES = ("torch", "onnxruntime", "mnn", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -78,7 +79,15 @@ class TrainConfig:
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda[:N]."""
     workers: int = 0
-    """DataLoader worker processes."""
+    """DataLoader worker processes (per process under torchrun)."""
+    precision: str = "fp32"
+    """fp32, bf16 or fp16 (autocast, fp16 with a gradient scaler); CUDA only, CPU runs stay in fp32."""
+    channels_last: bool = True
+    """On CUDA: images and convolution weights in channels-last memory format (faster convolutions)."""
+    compile: bool = False
+    """Compile the training model with torch.compile (first steps are slow while it compiles)."""
+    sync_bn: bool = True
+    """Under torchrun: BatchNorm statistics over the global batch, not each process's slice."""
     head_init: str = "xavier"
     """xavier or trunc-normal."""
     feature_cache: bool = True
@@ -107,6 +116,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES and self.strategy != "auto":
             raise ConfigError(f"strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.head_solver not in HEAD_SOLVERS:
             raise ConfigError(f"head_solver {self.head_solver!r}: choose one of {', '.join(HEAD_SOLVERS)}")
         if self.engine not in ENGINES:

@@ -10,6 +10,7 @@ from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, from_folder, from_list
 from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
+from transferkit.train.distributed import init_distributed
 from transferkit.train.rundir import new_run_dir
 from transferkit.train.runner import RunResult, train_run
 
@@ -87,10 +88,16 @@ class Finetuner:
         """Train; writes a new run directory under `out` (or into `run_dir`) and returns the result.
 
         With `resume`, continue the interrupted run in `run_dir` exactly where its last checkpoint left it.
+        Launched by ``torchrun``, every process trains its share and rank 0 alone writes the run directory
+        and evaluates the test set.
         """
-        path = Path(run_dir) if run_dir else new_run_dir(out, name or _default_name(self.train, self.config))
+        dist = init_distributed(self.config.device)
+        path = Path(run_dir) if run_dir else None
+        if path is None and dist.is_main:
+            path = new_run_dir(out, name or _default_name(self.train, self.config))
+        path = dist.broadcast(path)  # one numbered directory, chosen by rank 0
         self.result = train_run(self.config, self.train, self.val, run_dir=path, resume=resume)
-        if self.test is not None:
+        if self.test is not None and dist.is_main:
             self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
             summary = json.loads((path / "summary.json").read_text())
             summary["test_acc"] = self.test_metrics.accuracy

@@ -12,6 +12,7 @@ from torch import nn
 from transferkit._console import console
 from transferkit.train._rng import capture_rng
 from transferkit.train.checkpoint import save_checkpoint, save_training_state
+from transferkit.train.distributed import DistContext
 from transferkit.train.loop import EpochProgress, EpochResult
 from transferkit.train.rundir import RunDir
 
@@ -36,8 +37,18 @@ class PhaseContext:
 class Tracker:
     """Logs each epoch, keeps the best and the resumable `last` checkpoints, and decides early stopping."""
 
-    def __init__(self, run: RunDir, model: nn.Module, meta: dict, patience: int | None, data: dict) -> None:
+    def __init__(
+        self,
+        run: RunDir,
+        model: nn.Module,
+        meta: dict,
+        patience: int | None,
+        data: dict,
+        dist: DistContext | None = None,
+    ) -> None:
         self.run, self.model, self.meta, self.patience, self.data = run, model, meta, patience, data
+        # Under torchrun every process tracks (the decisions must agree); only rank 0 writes.
+        self.dist = dist or DistContext()
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
         self.phase: PhaseContext | None = None
         self.interrupted = False
@@ -71,7 +82,8 @@ class Tracker:
             self._stop_for_interrupt()
 
     def __call__(self, result: EpochResult) -> bool:
-        self.run.append_metrics(result.to_dict())
+        if self.dist.is_main:
+            self.run.append_metrics(result.to_dict())
         improved = result.val_acc > self.best_acc
         console.print(
             f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
@@ -81,9 +93,10 @@ class Tracker:
         self.last_metrics = result.to_dict()
         if improved:
             self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
-            save_checkpoint(
-                self.run.best, self.model, {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
-            )
+            if self.dist.is_main:
+                save_checkpoint(
+                    self.run.best, self.model, {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
+                )
         else:
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
@@ -98,7 +111,7 @@ class Tracker:
     def save_state(self, epoch: int, progress: EpochProgress) -> None:
         """Write the resumable `last` set: weights, optimiser, scheduler, RNGs, position and best-so-far."""
         phase = self.phase
-        if phase is None:
+        if phase is None or not self.dist.is_main:
             return
         state = {
             "format": STATE_FORMAT,
@@ -111,6 +124,7 @@ class Tracker:
             "rng": capture_rng(phase.generators),
             "tracker": self.state(),
             "data": self.data,
+            "world_size": self.dist.world_size,  # a resume must shard the batches the same way
         }
         meta = {
             **self.meta,

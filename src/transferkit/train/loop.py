@@ -13,6 +13,8 @@ from torch import nn
 from transferkit._console import console
 from transferkit._console import progress as progress_bar
 from transferkit.models.freezing import set_train_mode
+from transferkit.train._precision import MixedPrecision
+from transferkit.train.distributed import DistContext, unwrap
 
 __all__ = ["EpochProgress", "EpochResult", "TrainingDivergedError", "evaluate_loader", "fit", "train_one_epoch"]
 
@@ -69,6 +71,8 @@ def train_one_epoch(
     progress: EpochProgress | None = None,
     on_step: Callable[[EpochProgress], None] | None = None,
     max_bad_steps: int | None = None,
+    dist: DistContext | None = None,
+    amp: MixedPrecision | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy on the training batches.
 
@@ -80,32 +84,50 @@ def train_one_epoch(
             `progress.step` (see `EpochBatchSampler.set_position`).
         on_step: Called after every step with the updated progress (periodic checkpoints, Ctrl-C).
         max_bad_steps: Consecutive non-finite steps that abort training; None never aborts.
+        dist: Data-parallel context: `loader` yields this process's slice of each global batch; figures are
+            summed over processes, and every process skips a step when any one saw a non-finite loss.
+        amp: Autocast, fp16 gradient scaling and channels-last inputs (CUDA); None is plain fp32.
     """
+    dist, amp = dist or DistContext(), amp or MixedPrecision()
     set_train_mode(model)
     p = progress if progress is not None else EpochProgress()
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(loader), completed=p.step, status="")
         for inputs, targets in loader:
-            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            logits = model(inputs)
-            loss = loss_fn(logits, targets)
+            inputs, targets = amp.inputs(inputs.to(device, non_blocking=True)), targets.to(device, non_blocking=True)
+            with amp.autocast():
+                logits = model(inputs)
+                loss = loss_fn(logits, targets)
             optimizer.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
+            n, ok = targets.shape[0], bool(torch.isfinite(loss))
+            loss_sum, correct, seen = (
+                (loss.item() * n, (logits.argmax(1) == targets).sum().item(), n) if ok else (0, 0, 0)
+            )
+            if dist.enabled:
+                # One all_reduce per step: global figures, the global batch size, and whether every rank can step
+                # (a rank that skipped backward alone would leave the others waiting for its gradients).
+                total = dist.sum([loss_sum, correct, seen, n, float(not ok)]).tolist()
+                loss_sum, correct, seen, ok = total[0], int(total[1]), int(total[2]), total[4] == 0
+                # DDP averages gradients over ranks; weighting by the slice's share makes that the global-batch mean.
+                loss = loss * (n * dist.world_size / total[3])
+            loss_ok = ok
             if ok:
-                loss.backward()
+                amp.backward(loss, optimizer)
                 ok = _grads_finite(optimizer)
             if ok:
-                optimizer.step()
-                n = targets.shape[0]
-                p.loss_sum += loss.item() * n
-                p.correct += (logits.argmax(1) == targets).sum().item()
-                p.seen += n
+                amp.step(optimizer)
+                p.loss_sum += loss_sum
+                p.correct += correct
+                p.seen += seen
                 p.bad_in_row = 0
+            elif amp.skip():
+                optimizer.zero_grad(set_to_none=True)
+                p.skipped_steps += 1  # an fp16 overflow: the scaler lowers its scale, not a sign of divergence
             else:
                 optimizer.zero_grad(set_to_none=True)
                 p.skipped_steps += 1
                 p.bad_in_row += 1
-                what = "loss" if not torch.isfinite(loss) else "gradient"
+                what = "loss" if not loss_ok else "gradient"
                 console.print(
                     f"[yellow]warning:[/yellow] {description} step {p.step + 1}: non-finite {what}, step skipped"
                 )
@@ -135,15 +157,22 @@ def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
 
 @torch.inference_mode()
 def evaluate_loader(
-    model: nn.Module, loader: Iterable, loss_fn: nn.Module, device: torch.device, description: str = "eval"
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: nn.Module,
+    device: torch.device,
+    description: str = "eval",
+    amp: MixedPrecision | None = None,
 ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Mean loss, accuracy, and all logits and labels of `loader` (model in eval mode)."""
+    amp = amp or MixedPrecision()
     model.eval()
     logits_all, labels_all = [], []
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(loader), status="")
         for inputs, targets in loader:
-            logits_all.append(model(inputs.to(device)).float().cpu())
+            with amp.autocast():
+                logits_all.append(model(amp.inputs(inputs.to(device))).float().cpu())
             labels_all.append(targets)
             bar.update(task, advance=1)
     logits, labels = torch.cat(logits_all), torch.cat(labels_all)
@@ -168,6 +197,8 @@ def fit(
     start: EpochProgress | None = None,
     on_step: Callable[[int, EpochProgress], None] | None = None,
     max_bad_steps: int | None = None,
+    dist: DistContext | None = None,
+    amp: MixedPrecision | None = None,
 ) -> list[EpochResult]:
     """Train for `epochs`, evaluating after each; `on_epoch` returns True to stop early.
 
@@ -177,6 +208,9 @@ def fit(
         start: Continue `first_epoch` from this position instead of its beginning (resume).
         on_step: Called as ``on_step(epoch, progress)`` after every training step.
         max_bad_steps: See `train_one_epoch`.
+        dist: Data-parallel context (see `train_one_epoch`); `val_loader` yields this process's share of the
+            validation data, and the figures are summed over processes.
+        amp: See `train_one_epoch`.
     """
     eval_loss = nn.CrossEntropyLoss()
     results = []
@@ -210,9 +244,18 @@ def fit(
             progress=progress,
             on_step=step_hook,
             max_bad_steps=max_bad_steps,
+            dist=dist,
+            amp=amp,
         )
         bad_in_row = progress.bad_in_row
-        val_loss, val_acc, _, _ = evaluate_loader(model, val_loader, eval_loss, device, "validate")
+        # The bare model: a DDP wrapper would synchronise in forward, and shards may differ in batch count.
+        val_loss, val_acc, logits, labels = evaluate_loader(
+            unwrap(model), val_loader, eval_loss, device, "validate", amp
+        )
+        if dist is not None and dist.enabled:
+            n = len(labels)
+            total = dist.sum([val_loss * n, (logits.argmax(1) == labels).sum().item(), n]).tolist()
+            val_loss, val_acc = total[0] / total[2], total[1] / total[2]
         seconds = seconds_before + time.perf_counter() - began
         result = EpochResult(
             epoch, phase, train_loss, train_acc, val_loss, val_acc, progress.lr, seconds, progress.skipped_steps

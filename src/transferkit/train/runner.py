@@ -27,11 +27,13 @@ from transferkit.models import (
     preprocessing_config,
 )
 from transferkit.train._order import EpochBatchSampler, SeededSamples
+from transferkit.train._precision import MixedPrecision
 from transferkit.train._probe import probe_features, run_lbfgs_phase
 from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
 from transferkit.train._rng import restore_rng
 from transferkit.train._tracker import PhaseContext, Tracker, catch_interrupts
 from transferkit.train.checkpoint import CheckpointError
+from transferkit.train.distributed import DistContext, init_distributed
 from transferkit.train.loop import EpochProgress, EpochResult, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir
@@ -87,14 +89,26 @@ def train_run(
             with a warning when `last` is damaged; a path to one file of a checkpoint set reads that set only.
     """
     start = time.perf_counter()
+    # Under torchrun every process runs this function; only rank 0 writes files (and prints).
+    dist = init_distributed(config.device)
+    dist.check_batch_size(config.batch_size)
     run = RunDir(run_dir)
-    point = read_resume_point(run.path, resume) if resume else None
+    with dist.main_first():  # rank 0 may repair a half-renamed checkpoint set before the others read it
+        point = read_resume_point(run.path, resume) if resume else None
+    if point is not None and int(point.state.get("world_size", 1)) != dist.world_size:
+        raise CheckpointError(
+            f"cannot resume {run.path} with {dist.world_size} process(es): it was trained with "
+            f"{point.state.get('world_size', 1)}; resume with that many (torchrun --nproc_per_node x --nnodes)"
+        )
     if point is not None:
         changes = config_changes(point.meta["config"], config.to_dict())
         if changes:
             warn("resuming with settings that differ from the interrupted run's: " + "; ".join(changes))
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = dist.device(resolve_device(config.device))
+    amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
+    if config.precision != "fp32" and not amp.enabled:
+        warn(f"precision {config.precision} applies on CUDA only; training in fp32 on {device}")
     if val_source is None:
         train_idx, val_idx = stratified_split(train_source.labels, config.val_fraction, config.seed)
         train_source, val_source = train_source.subset(train_idx), train_source.subset(val_idx)
@@ -121,7 +135,9 @@ def train_run(
         allow_partial_weights=config.allow_partial_weights,
         allow_unsafe_pickle=config.allow_unsafe_pickle,
     )
-    model = built.model.to(device)
+    model = (dist.sync_batchnorm(built.model, device) if config.sync_bn else built.model).to(device)
+    if amp.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if point is None:
         console.print(built.report.summary())
         pre = preprocessing_config(model, built.spec, config.image_size)
@@ -137,21 +153,22 @@ def train_run(
         f"frozen {plan.frozen_params:,} parameters; image size {pre['image_size']} px on {device}"
     )
 
-    config.to_yaml(run.path / "config.yaml")
-    if point is None:
-        run.write_json("classes.json", classes)
-        run.write_json("load_report.json", built.report.to_dict())
-        run.write_json("preprocessing.json", pre)
-    run.write_json(
-        "data.json",
-        {
-            "train": train_source.describe(),
-            "val": val_source.describe(),
-            "freeze_plan": plan.description,
-            "skipped_images": [{"path": p, "reason": r} for p, r in check.bad_images],
-            "warnings": check.warnings,
-        },
-    )
+    if dist.is_main:
+        config.to_yaml(run.path / "config.yaml")
+        if point is None:
+            run.write_json("classes.json", classes)
+            run.write_json("load_report.json", built.report.to_dict())
+            run.write_json("preprocessing.json", pre)
+        run.write_json(
+            "data.json",
+            {
+                "train": train_source.describe(),
+                "val": val_source.describe(),
+                "freeze_plan": plan.description,
+                "skipped_images": [{"path": p, "reason": r} for p, r in check.bad_images],
+                "warnings": check.warnings,
+            },
+        )
     meta = {
         "classes": classes,
         "backbone": config.backbone,
@@ -162,13 +179,15 @@ def train_run(
         "config": config.to_dict(),
     }
     data_id = {"train": len(train_source), "val": len(val_source), "fingerprint": check.fingerprints["train"]}
-    tracker = Tracker(run, model, meta, config.patience, data_id)
+    tracker = Tracker(run, model, meta, config.patience, data_id, dist=dist)
     history: list[EpochResult] = []
     if point is not None:
         if point.state.get("data") != data_id:
             warn("the training data differ from the interrupted run's; the sample order cannot continue exactly")
         tracker.load_state(point.state["tracker"])
-        run.truncate_metrics(int(point.state["epoch"]))
+        if dist.is_main:
+            run.truncate_metrics(int(point.state["epoch"]))
+        dist.barrier()  # the others read the metrics below once rank 0 has cut them
         names = {f.name for f in fields(EpochResult)}
         history = [EpochResult(**{k: v for k, v in row.items() if k in names}) for row in run.metrics()]
         step = point.state["progress"]["step"]
@@ -185,9 +204,9 @@ def train_run(
         generator = torch.Generator().manual_seed(config.seed)
         common = {"num_workers": config.workers, "generator": generator, "pin_memory": device.type == "cuda"}
         if not train:
-            return DataLoader(dataset, batch_size=config.batch_size, **common), generator
+            return DataLoader(dist.shard_dataset(dataset), batch_size=config.batch_size, **common), generator
         sampler = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
-        return DataLoader(SeededSamples(dataset), batch_sampler=sampler, **common), generator
+        return DataLoader(SeededSamples(dataset), batch_sampler=dist.shard_batches(sampler), **common), generator
 
     head = head_keys(model)
     base_lr = config.resolved_lr()
@@ -210,9 +229,12 @@ def train_run(
                 )
                 return model, train_loader, val_loader, groups, {"train": gen}
             # The frozen backbone in eval mode is a fixed function: one pass gives every epoch's inputs.
-            feats, labels, vfeats, vlabels = probe_features(model, config, pre, train_source, val_source)
+            with dist.main_first():  # rank 0 fills the feature cache, the others read it
+                feats, labels, vfeats, vlabels = probe_features(model, config, pre, train_source, val_source)
             gen = torch.Generator().manual_seed(config.seed)
-            sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
+            sampler = dist.shard_batches(
+                EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
+            )
             train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler, generator=gen)
             val_loader = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256, generator=torch.Generator())
             head_module = model.get_classifier()
@@ -230,7 +252,8 @@ def train_run(
         if config.feature_cache and config.head_solver == "lbfgs":
 
             def solve(tracker: Tracker, index: int, start_epoch: int) -> list[EpochResult]:
-                data = probe_features(model, config, pre, train_source, val_source)
+                with dist.main_first():
+                    data = probe_features(model, config, pre, train_source, val_source)
                 return run_lbfgs_phase(
                     model,
                     data,
@@ -270,7 +293,7 @@ def train_run(
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     with catch_interrupts(tracker):
-        history += _run_phases(phases, config, loss_fn, device, tracker, point)
+        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp)
 
     seconds = time.perf_counter() - start
     plan = trained["plan"]
@@ -298,7 +321,8 @@ def train_run(
     }
     if point is not None:
         summary["resumed_from"] = {"checkpoint": point.stem.name, **point.meta.get("resume", {})}
-    run.write_json("summary.json", summary)
+    if dist.is_main:
+        run.write_json("summary.json", summary)
     console.print(f"best val acc {100 * tracker.best_acc:.2f}% at epoch {tracker.best_epoch}; run saved to {run.path}")
     return result
 
@@ -340,6 +364,8 @@ def _run_phases(
     device: torch.device,
     tracker: Tracker,
     point: ResumePoint | None,
+    dist: DistContext,
+    amp: MixedPrecision,
 ) -> list[EpochResult]:
     """Run each phase in turn; after a resume, skip what was done and continue the interrupted phase exactly."""
     state = point.state if point is not None else None
@@ -380,8 +406,12 @@ def _run_phases(
             restore_rng(state["rng"], generators)
             state = None
         tracker.phase = PhaseContext(index, phase.name, optimizer, scheduler, generators, phase.every_steps)
+        # Only what trains is wrapped: a cached-feature probe wraps the head, never the frozen backbone.
+        trainer = dist.wrap(module, device)
+        if config.compile:
+            trainer = torch.compile(trainer)
         history += fit(
-            module,
+            trainer,
             train_loader,
             val_loader,
             epochs=phase.last_epoch - first + 1,
@@ -395,5 +425,8 @@ def _run_phases(
             start=start,
             on_step=tracker.on_step,
             max_bad_steps=config.max_bad_steps,
+            dist=dist,
+            amp=amp,
         )
+        del trainer  # its gradient hooks must not outlive the phase (lp-ft wraps the head again in the next)
     return history
