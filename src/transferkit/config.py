@@ -9,12 +9,13 @@ import yaml
 
 from transferkit.models.freezing import STRATEGIES
 
-__all__ = ["OPTIMIZERS", "PRECISIONS", "TrainConfig", "ConfigError"]
+__all__ = ["BN_STATS", "OPTIMIZERS", "PRECISIONS", "TrainConfig", "ConfigError"]
 
 OPTIMIZERS = ("adamw", "sgd")
 HEAD_SOLVERS = ("lbfgs", "minibatch")
 ENGINES = ("torch", "onnxruntime", "mnn", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
+BN_STATS = ("frozen", "update")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -64,6 +65,10 @@ class TrainConfig:
     """Linear warm-up before the cosine decay."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
+    bn_stats: str = "frozen"
+    """Fine-tuning from pretrained weights: keep BatchNorm's pretrained running statistics (frozen) or re-estimate
+    them from the training batches (update). scratch always updates them. Frozen measured 5-7 points better on
+    Fashion-MNIST with 100 images per class (full 82.6% vs 77.4%, lp-ft 81.7% vs 74.7%)."""
     image_size: int | None = None
     """Input size in pixels; default: the backbone's size, or ~3.5x the side of small source images."""
     crop_pct: float = 1.0
@@ -116,6 +121,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES and self.strategy != "auto":
             raise ConfigError(f"strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.bn_stats not in BN_STATS:
+            raise ConfigError(f"bn_stats {self.bn_stats!r}: choose one of {', '.join(BN_STATS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.head_solver not in HEAD_SOLVERS:

@@ -120,3 +120,22 @@ def test_frozen_batchnorm_keeps_eval_mode_and_running_stats_through_a_training_s
     for name in frozen_bns:
         for key in ("weight", "bias"):
             assert getattr(bns[name], key).grad is None
+
+
+def test_keep_bn_stats_puts_every_batchnorm_in_eval_mode_while_it_still_learns():
+    model = _model()
+    _freeze(model, "full")
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, _BatchNorm)}
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    gamma = {n: m.weight.detach().clone() for n, m in bns.items()}
+
+    set_train_mode(model, keep_bn_stats=True)
+    assert model.training and not any(bn.training for bn in bns.values())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32) * 3 + 1), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    optimizer.step()
+
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # statistics kept
+    assert any(not torch.equal(gamma[n], bns[n].weight) for n in bns)  # affine parameters still train

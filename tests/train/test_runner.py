@@ -172,3 +172,21 @@ def test_early_stopping_when_validation_accuracy_stalls(tmp_path, image_folder):
     assert result.stopped_early
     assert [h.epoch for h in result.history] == [1, 2]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_early"] is True
+
+
+@pytest.mark.parametrize("bn_stats", ["frozen", "update"])
+def test_fine_tuning_from_pretrained_weights_keeps_or_updates_batchnorm_statistics(tmp_path, image_folder, bn_stats):
+    """`bn_stats` decides whether the pretrained running statistics survive full fine-tuning."""
+    source = timm.create_model("test_resnet", num_classes=0, pretrained=False)
+    for name, buf in source.named_buffers():
+        if name.endswith("running_var"):
+            buf.fill_(2.0)  # "pretrained" statistics that no training batch would produce
+    weights = tmp_path / "pretrained.pth"
+    torch.save(source.state_dict(), weights)
+
+    config = _config("full", weights=str(weights), bn_stats=bn_stats)
+    result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+    trained = load_file(result.run_dir / "last.safetensors")
+    variances = [v for k, v in trained.items() if k.endswith("running_var")]
+    kept = all(torch.all(v == 2.0) for v in variances)
+    assert variances and kept == (bn_stats == "frozen")

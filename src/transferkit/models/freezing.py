@@ -114,17 +114,22 @@ def apply_freeze(model: nn.Module, plan: FreezePlan) -> None:
         param.requires_grad_(name not in frozen)
 
 
-def set_train_mode(model: nn.Module) -> None:
+def set_train_mode(model: nn.Module, keep_bn_stats: bool = False) -> None:
     """Training mode, except BatchNorm layers whose parameters are frozen keep their running statistics.
 
     A frozen BatchNorm that kept updating its statistics would drift away from the weights it was
     trained with, which is the classic way a "frozen" backbone silently changes.
+
+    Args:
+        keep_bn_stats: Every BatchNorm layer, trainable or not, normalises with its (pretrained) running
+            statistics and leaves them unchanged, as in inference. On a small dataset, statistics of a few
+            training batches are noisy and shift the features the pretrained layers expect.
     """
     model.train()
     for module in model.modules():
         if isinstance(module, _BatchNorm):
             params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if keep_bn_stats or (params and not any(p.requires_grad for p in params)):
                 module.eval()
 
 

@@ -73,6 +73,7 @@ def train_one_epoch(
     max_bad_steps: int | None = None,
     dist: DistContext | None = None,
     amp: MixedPrecision | None = None,
+    keep_bn_stats: bool = False,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy on the training batches.
 
@@ -87,9 +88,11 @@ def train_one_epoch(
         dist: Data-parallel context: `loader` yields this process's slice of each global batch; figures are
             summed over processes, and every process skips a step when any one saw a non-finite loss.
         amp: Autocast, fp16 gradient scaling and channels-last inputs (CUDA); None is plain fp32.
+        keep_bn_stats: BatchNorm layers normalise with their running statistics and keep them (see
+            `set_train_mode`).
     """
     dist, amp = dist or DistContext(), amp or MixedPrecision()
-    set_train_mode(model)
+    set_train_mode(model, keep_bn_stats)
     p = progress if progress is not None else EpochProgress()
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(loader), completed=p.step, status="")
@@ -139,7 +142,7 @@ def train_one_epoch(
                     )
             with warnings.catch_warnings():
                 # A skipped first step means optimizer.step() never ran yet; the schedule advances regardless.
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`", UserWarning)
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
                 scheduler.step()
             p.step += 1
             bar.update(task, advance=1, status=f"loss {p.loss_sum / max(p.seen, 1):.4f}")
@@ -199,6 +202,7 @@ def fit(
     max_bad_steps: int | None = None,
     dist: DistContext | None = None,
     amp: MixedPrecision | None = None,
+    keep_bn_stats: bool = False,
 ) -> list[EpochResult]:
     """Train for `epochs`, evaluating after each; `on_epoch` returns True to stop early.
 
@@ -211,6 +215,7 @@ def fit(
         dist: Data-parallel context (see `train_one_epoch`); `val_loader` yields this process's share of the
             validation data, and the figures are summed over processes.
         amp: See `train_one_epoch`.
+        keep_bn_stats: See `train_one_epoch`.
     """
     eval_loss = nn.CrossEntropyLoss()
     results = []
@@ -246,6 +251,7 @@ def fit(
             max_bad_steps=max_bad_steps,
             dist=dist,
             amp=amp,
+            keep_bn_stats=keep_bn_stats,
         )
         bad_in_row = progress.bad_in_row
         # The bare model: a DDP wrapper would synchronise in forward, and shards may differ in batch count.

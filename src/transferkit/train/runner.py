@@ -292,8 +292,11 @@ def train_run(
         phases.append(_Phase(config.strategy, config.epochs, 1, single, every))
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not.
+    has_pretrained = config.strategy != "scratch" and (config.weights is not None or built.spec.weights is not None)
+    keep_bn_stats = config.bn_stats == "frozen" and has_pretrained
     with catch_interrupts(tracker):
-        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp)
+        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp, keep_bn_stats)
 
     seconds = time.perf_counter() - start
     plan = trained["plan"]
@@ -366,6 +369,7 @@ def _run_phases(
     point: ResumePoint | None,
     dist: DistContext,
     amp: MixedPrecision,
+    keep_bn_stats: bool,
 ) -> list[EpochResult]:
     """Run each phase in turn; after a resume, skip what was done and continue the interrupted phase exactly."""
     state = point.state if point is not None else None
@@ -427,6 +431,7 @@ def _run_phases(
             max_bad_steps=config.max_bad_steps,
             dist=dist,
             amp=amp,
+            keep_bn_stats=keep_bn_stats,
         )
         del trainer  # its gradient hooks must not outlive the phase (lp-ft wraps the head again in the next)
     return history
