@@ -55,20 +55,22 @@ def test_the_cut_graph_computes_the_backbone_features(onnx_export, full_run, val
     np.testing.assert_allclose(features.reshape(len(batch), -1), expected, atol=1e-4)
 
 
-def test_train_from_model_file_writes_one_working_onnx(tmp_path, onnx_export, image_folder, val_folder):
+@pytest.mark.parametrize("solver", ["lbfgs", "minibatch"])
+def test_train_from_model_file_writes_one_working_onnx(tmp_path, onnx_export, image_folder, val_folder, solver):
     result = train_from_model_file(
         onnx_export.out_dir / "model.onnx",
         POOL_NODE,
         from_folder(image_folder),
         from_folder(val_folder),
-        config=_config(),
+        config=_config(head_solver=solver),
         test=from_folder(val_folder),
         run_dir=tmp_path / "cut",
     )
     assert result.feature_dim == 96 and result.cut_at.startswith(POOL_NODE)
     # The features of a network trained on these classes separate them: far above chance (1/3).
     assert result.best_val_acc >= 0.8 and result.test_acc >= 0.8
-    assert len(result.history) >= 1 and result.history[-1].train_loss < result.history[0].train_loss
+    # Trained: the loss ends well below chance level (ln 3 = 1.10) and never rises from the first epoch.
+    assert result.history[-1].train_loss < 0.5 and result.history[-1].train_loss <= result.history[0].train_loss
 
     assert result.model_path == tmp_path / "cut" / "export" / "model.onnx"
     engine = load_engine(result.model_path)

@@ -90,3 +90,12 @@ def test_predict_from_unusable_model_files_names_them(tmp_path, capsys, val_fold
     bare.write_bytes(b"\0" * 64)
     code, out, _ = _run(capsys, "predict", bare, image)
     assert code == 2 and "preprocessing" in out and str(bare.parent / "preprocessing.json") in out
+
+
+def test_int8_below_the_required_agreement_fails_the_export(tmp_path, capsys, full_run):
+    pytest.importorskip("MNN")
+    argv = ["export", full_run.run_dir, "--format", "mnn", "--int8", "--out", tmp_path, "--int8-min-agreement", "1.01"]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 2 and "outside parity tolerance" in out and "model.int8.mnn" in out and "need 101.0%" in out
+    entries = {e["precision"]: e for e in json.loads((tmp_path / "parity.json").read_text())}
+    assert entries["fp32"]["passed"] and not entries["int8"]["passed"]

@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--format", dest="fmt", required=True, choices=["onnx", "mnn", "torchscript"])
     parser.add_argument("--int8", action="store_true", help="mnn: also write an int8-quantised model.int8.mnn")
+    parser.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        default=0.9,
+        metavar="F",
+        help="int8: smallest top-1 agreement with the PyTorch model that is accepted (default 0.9)",
+    )
     parser.add_argument("--calib", metavar="DATA", help="int8 calibration images (default: the run's training split)")
     parser.add_argument(
         "--check-data",
@@ -32,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from transferkit._console import console
-    from transferkit.export import export_run
+    from transferkit.export import Tolerance, export_run
 
     if args.calib and not args.int8:
         raise ValueError("--calib is only used with --int8")
@@ -45,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         check_data=args.check_data,
         check_images=args.check_images,
         which=args.which,
+        int8_tolerance=Tolerance(min_top1_agreement=args.int8_min_agreement, max_abs_diff=None),
     )
     console.print(f"wrote {', '.join(p.name for p in result.files)} and parity.json to {result.out_dir}")
     return 0

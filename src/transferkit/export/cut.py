@@ -8,6 +8,7 @@ result is written back as one ONNX file (cut graph + Gemm head) with its preproc
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from transferkit.export.onnx import _import_onnx, read_onnx_metadata, write_onnx
 from transferkit.export.parity import FP32_TOLERANCE, compare_logits
 from transferkit.models.surgery import init_head
 from transferkit.train._order import EpochBatchSampler
+from transferkit.train._probe import LBFGS_ITERATIONS
+from transferkit.train.linear_head import LbfgsHead
 from transferkit.train.loop import EpochResult, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir, new_run_dir
@@ -36,6 +39,8 @@ from transferkit.train.runner import seed_everything
 __all__ = ["CutRunResult", "train_from_model_file"]
 
 # Used only when the file carries no transferkit metadata: the ImageNet statistics most backbones expect.
+# As train/_probe.py: each logged "epoch" of an L-BFGS probe runs at least this many iterations.
+_LBFGS_MIN_PER_EPOCH = 20
 _IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
 
 
@@ -132,32 +137,11 @@ def train_from_model_file(
 
     head = nn.Linear(feats.shape[1], len(classes))
     init_head(head, config.head_init)
-    # The same seeded batch order as a native linear probe on cached features, so the two compare like for like.
-    sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
-    train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler)
-    val_loader = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256)
-    groups = param_groups(
-        head, [], base_lr=config.resolved_lr() * config.head_lr_mult, head_lr_mult=1.0, weight_decay=config.weight_decay
-    )
-    optimizer = build_optimizer(groups, config)
-    scheduler = build_scheduler(
-        optimizer,
-        total_steps=config.epochs * len(train_loader),
-        warmup_steps=int(config.warmup_epochs * len(train_loader)),
-    )
     best = _BestHead(run, head, config.patience)
-    history = fit(
-        head,
-        train_loader,
-        val_loader,
-        epochs=config.epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        device=torch.device("cpu"),
-        phase="probe",
-        on_epoch=best,
-    )
+    # The head is fitted exactly as a native linear probe fits it on cached features, so the two compare like
+    # for like: the same solver, the same settings.
+    fit_head = _fit_lbfgs if config.head_solver == "lbfgs" else _fit_minibatch
+    history = fit_head(head, (feats, labels, vfeats, vlabels), config, best)
     head.load_state_dict(best.state)
 
     sidecar = {**pre, "classes": classes, "backbone": f"{model_file.name}@{feature}", "io_names": _io_names(cut)}
@@ -185,6 +169,58 @@ def train_from_model_file(
     return CutRunResult(
         run.path, model_path, feature, int(feats.shape[1]), best.best_acc, best.best_epoch, test_acc, seconds, history
     )
+
+
+def _fit_minibatch(
+    head: nn.Linear, data: tuple[torch.Tensor, ...], config: TrainConfig, best: _BestHead
+) -> list[EpochResult]:
+    """The optimiser over mini-batches, with the native probe's seeded batch order and learning-rate schedule."""
+    feats, labels, vfeats, vlabels = data
+    sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
+    train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler)
+    val_loader = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256)
+    groups = param_groups(
+        head, [], base_lr=config.resolved_lr() * config.head_lr_mult, head_lr_mult=1.0, weight_decay=config.weight_decay
+    )
+    optimizer = build_optimizer(groups, config)
+    scheduler = build_scheduler(
+        optimizer,
+        total_steps=config.epochs * len(train_loader),
+        warmup_steps=int(config.warmup_epochs * len(train_loader)),
+    )
+    return fit(
+        head,
+        train_loader,
+        val_loader,
+        epochs=config.epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        device=torch.device("cpu"),
+        phase="probe",
+        on_epoch=best,
+    )
+
+
+def _fit_lbfgs(
+    head: nn.Linear, data: tuple[torch.Tensor, ...], config: TrainConfig, best: _BestHead
+) -> list[EpochResult]:
+    """Full-batch L-BFGS on standardised features, its iterations spread over the epochs as the native probe does."""
+    feats, labels, vfeats, vlabels = data
+    solver = LbfgsHead(feats, labels, head.out_features, l2=config.head_l2, label_smoothing=config.label_smoothing)
+    per_epoch = max(_LBFGS_MIN_PER_EPOCH, math.ceil(LBFGS_ITERATIONS / config.epochs))
+    results = []
+    for epoch in range(1, config.epochs + 1):
+        began = time.perf_counter()
+        solver.run(per_epoch)
+        solver.fold_into(head)
+        train_loss, train_acc = solver.metrics(feats, labels)
+        val_loss, val_acc = solver.metrics(vfeats, vlabels)
+        result = EpochResult(epoch, "probe", train_loss, train_acc, val_loss, val_acc, 1.0, time.perf_counter() - began)
+        results.append(result)
+        if best(result):
+            break
+    return results
 
 
 class _BestHead:

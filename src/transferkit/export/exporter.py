@@ -49,6 +49,7 @@ def export_run(
     check_data: str | Path | None = None,
     check_images: int = 256,
     which: str = "best",
+    int8_tolerance: Tolerance = INT8_TOLERANCE,
 ) -> ExportResult:
     """Export a run's checkpoint and check its parity with the PyTorch model on real images.
 
@@ -65,6 +66,7 @@ def export_run(
         check_data: Images for the parity check when the run's own data is not available.
         check_images: Check on at most this many images (evenly spaced through the data).
         which: ``best`` or ``last`` checkpoint.
+        int8_tolerance: What the int8 file must meet (default: 90% top-1 agreement, logits not compared).
 
     Raises:
         ExportError: Unknown format, a failed conversion, or a file outside the parity tolerance
@@ -101,20 +103,23 @@ def export_run(
         export_torchscript(model, model_path, sidecar)
         targets = [(model_path, "fp32", FP32_TOLERANCE)]
     else:
-        from transferkit.export.mnn import convert_onnx_to_mnn, quantize_mnn
+        from transferkit.export.mnn import convert_onnx_to_mnn, fully_connected_ops, quantize_mnn
         from transferkit.export.onnx import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="transferkit-export-") as tmp:
             onnx_path = export_onnx(model, Path(tmp, "model.onnx"), sidecar)
             convert_onnx_to_mnn(onnx_path, model_path)
+            fp32_ops = fully_connected_ops(onnx_path)
         targets = [(model_path, "fp32", FP32_TOLERANCE)]
         if int8:
             calibration = image_source(calib) if calib else data.calibration
             console.print(
                 f"int8 calibration on {min(len(calibration), 200)} images from {calib or data.calibration_origin}"
             )
-            int8_path = quantize_mnn(model_path, out / "model.int8.mnn", calibration, run.preprocessing)
-            targets.append((int8_path, "int8", INT8_TOLERANCE))
+            int8_path = quantize_mnn(
+                model_path, out / "model.int8.mnn", calibration, run.preprocessing, skip_ops=fp32_ops
+            )
+            targets.append((int8_path, "int8", int8_tolerance))
 
     for path, precision, tolerance in targets:
         report = _check(path, fmt, precision, tolerance, images, reference, torch_speed, data.origin)

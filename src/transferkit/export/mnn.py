@@ -20,7 +20,7 @@ from PIL import Image
 from transferkit.data import ImageSource
 from transferkit.export.errors import ExportError
 
-__all__ = ["convert_onnx_to_mnn", "quantize_mnn"]
+__all__ = ["convert_onnx_to_mnn", "fully_connected_ops", "quantize_mnn"]
 
 _TIMEOUT_S = 1800
 
@@ -47,6 +47,7 @@ def quantize_mnn(
     *,
     max_images: int = 200,
     method: str = "KL",
+    skip_ops: list[str] | None = None,
 ) -> Path:
     """Int8 post-training quantisation of an MNN file: weights and activations, calibrated on images.
 
@@ -61,6 +62,7 @@ def quantize_mnn(
         preprocessing: image_size, mean, std, interpolation, crop_pct.
         max_images: Calibrate on at most this many images, evenly spaced through `calibration`.
         method: Activation range method, ``KL`` (default) or ``EMA`` / ``ADMM``.
+        skip_ops: MNN op names to keep in fp32 (see `fully_connected_ops`).
 
     Raises:
         ExportError: No calibration images, or MNN's quantisation tool failed.
@@ -93,6 +95,8 @@ def quantize_mnn(
             "feature_quantize_method": method,
             "weight_quantize_method": "MAX_ABS",
         }
+        if skip_ops:
+            config["skip_quant_op_names"] = list(skip_ops)
         config_path = Path(tmp, "quant.json")
         config_path.write_text(json.dumps(config))
         int8_path = Path(int8_path)
@@ -101,6 +105,27 @@ def quantize_mnn(
     # The tool leaves a per-layer dump of its calibration beside the model; it is not needed to run it.
     int8_path.with_name(int8_path.name + ".json").unlink(missing_ok=True)
     return int8_path
+
+
+def fully_connected_ops(onnx_path: str | Path) -> list[str]:
+    """MNN op names of the fully connected layers of an ONNX file, to keep them in fp32 when quantising.
+
+    MNN's converter turns an ONNX ``Gemm`` into an op named ``<output>__matmul_converted``; ``MatMul`` nodes
+    keep their name. Quantised, the classifier's matmul shifted whole logits: on an EfficientNet-Lite0 linear
+    probe on Fashion-MNIST, int8 top-1 agreement with fp32 was 75% with it quantised and 100% without
+    (60 validation images), while every convolution quantised well. A classifier head is a small share of
+    the weights, so it stays fp32.
+    """
+    from transferkit.export.onnx import _import_onnx
+
+    model = _import_onnx().load(str(onnx_path), load_external_data=False)
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            names += [f"{node.output[0]}__matmul_converted", node.name]
+        elif node.op_type == "MatMul":
+            names.append(node.name or node.output[0])
+    return [n for n in names if n]
 
 
 def _run_tool(tool: str, argv: list[str], output: Path) -> None:
