@@ -1,6 +1,6 @@
 """Linear-probe training on a model file cut at a named node: the cut graph is the frozen backbone.
 
-The ONNX graph is cut at the node's output, run with onnxruntime once over the images to get
+The ONNX graph is cut at the node's output, run with onnxruntime (or MNN) once over the images to get
 features, a linear head trains on those features with the same loop as every other run, and the
 result is written back as one ONNX file (cut graph + Gemm head) with its preprocessing.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +84,8 @@ def train_from_model_file(
         cut_at: A node name, or a tensor name, whose output is the feature to train on.
         train: Training images.
         val: Validation images; default a stratified `config.val_fraction` of `train`.
-        config: Training settings (strategy must be ``linear-probe``).
+        config: Training settings (strategy must be ``linear-probe``); `engine` ``mnn`` runs the cut graph in
+            MNN, anything else in onnxruntime.
         test: Evaluated once with the final file.
         out: Parent folder of the new run directory (unless `run_dir` is given).
         name: Run name; default ``<model file stem>-cut``.
@@ -128,9 +131,10 @@ def train_from_model_file(
         },
     )
 
-    extractor = _session(cut)
-    feats, labels = _features(extractor, train, pre, config.batch_size, "train")
-    vfeats, vlabels = _features(extractor, val, pre, config.batch_size, "val")
+    with tempfile.TemporaryDirectory(prefix="transferkit-cut-") as tmp:
+        extractor = _extractor(cut, feature, config.engine, Path(tmp))
+        feats, labels = _features(extractor, train, pre, config.batch_size, "train")
+        vfeats, vlabels = _features(extractor, val, pre, config.batch_size, "val")
     console.print(
         f"cut {model_file.name} at {feature}: {feats.shape[1]} features; linear head for {len(classes)} classes"
     )
@@ -264,15 +268,30 @@ def _preprocessing(model, model_file: Path, config: TrainConfig) -> dict:
     return {"image_size": int(size), **_IMAGENET, "crop_pct": float(config.crop_pct)}
 
 
-def _session(model):
+def _extractor(cut, feature: str, engine: str, tmp: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The cut graph as a function of image batches: MNN with ``--engine mnn``, otherwise onnxruntime.
+
+    A model file cannot run in torch, so ``torch`` and ``auto`` mean onnxruntime here.
+    """
+    if engine == "mnn":
+        from transferkit.export.engines import _MnnEngine
+        from transferkit.export.mnn import convert_onnx_to_mnn
+
+        onnx_path = tmp / "cut.onnx"
+        _import_onnx().save(cut, str(onnx_path))
+        mnn_path = convert_onnx_to_mnn(onnx_path, tmp / "cut.mnn")
+        return _MnnEngine(mnn_path, {"io_names": [graph_inputs(cut)[0].name, feature]}, None)
     from transferkit.export.engines import _import
 
     ort = _import("onnxruntime", "onnxruntime")
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda batch: run_session(session, batch)
 
 
-def _features(session, source: ImageSource, pre: dict, batch_size: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    chunks = [run_session(session, batch).reshape(len(batch), -1) for batch in iter_batches(source, pre, batch_size)]
+def _features(
+    extract: Callable[[np.ndarray], np.ndarray], source: ImageSource, pre: dict, batch_size: int, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    chunks = [extract(batch).reshape(len(batch), -1) for batch in iter_batches(source, pre, batch_size)]
     console.print(f"features ({what}): {len(source)} images")
     return torch.from_numpy(np.concatenate(chunks)).float(), torch.from_numpy(source.labels.copy())
 
