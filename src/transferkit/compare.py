@@ -217,10 +217,11 @@ def _check_strategies(strategies: Sequence[str]) -> list[str]:
     if isinstance(strategies, str):
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
     strategies = list(strategies)
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    # auto trains the advised plan (transferkit advise) beside the fixed strategies.
+    unknown = [s for s in strategies if s not in STRATEGIES and s != "auto"]
     if unknown or not strategies:
         given = ", ".join(unknown) or "(none given)"
-        raise ValueError(f"unknown strategy {given}; choose from {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {given}; choose from {', '.join(STRATEGIES)} or auto")
     if len(set(strategies)) != len(strategies):
         raise ValueError(f"strategies repeat: {', '.join(strategies)}")
     return strategies

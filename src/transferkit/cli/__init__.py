@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transferkit.cli import backbones, check, compare, evaluate, export, predict, report, train
+from transferkit.cli import advise, backbones, check, compare, evaluate, export, predict, report, train
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = [backbones, train, evaluate, predict, export, compare, report, check]
+_COMMANDS = [backbones, advise, train, evaluate, predict, export, compare, report, check]
 
 
 def build_parser() -> argparse.ArgumentParser:

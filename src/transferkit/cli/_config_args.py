@@ -12,7 +12,7 @@ __all__ = ["add_config_arguments", "config_from_args"]
 # Options spelled differently from their field, and help texts shorter than the field docs.
 _HELP = {
     "backbone": "registered backbone (see `transferkit backbones`) or timm:<architecture>",
-    "strategy": "linear-probe | partial | full | lp-ft | scratch",
+    "strategy": "linear-probe | partial | full | lp-ft | scratch | auto (measure the data, train the advised plan)",
     "weights": "backbone weights file (.pth/.pt/.safetensors) instead of the registered source",
     "freeze": "partial: freeze the first K stages",
     "freeze_modules": "freeze modules matching these comma-separated patterns (e.g. 'conv_stem,bn1,blocks.0*')",

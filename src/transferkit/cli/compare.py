@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategies",
         default=_DEFAULT,
         help=f"comma-separated strategies to compare (default: {_DEFAULT}); partial uses --freeze, "
-        "by default half the backbone's stages",
+        "by default half the backbone's stages; auto trains the plan `transferkit advise` gives",
     )
     parser.add_argument("--cv", type=int, metavar="K", help="K-fold stratified cross-validation over train + val")
     parser.add_argument("--out", default="runs", help="folder for the compare directory (default: runs)")

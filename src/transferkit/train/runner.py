@@ -89,6 +89,10 @@ def train_run(
             with a warning when `last` is damaged; a path to one file of a checkpoint set reads that set only.
     """
     start = time.perf_counter()
+    if config.strategy == "auto":  # measure the data first, then train with the advised plan (advice.json)
+        from transferkit.advise.auto import resolve_auto
+
+        config = resolve_auto(config, train_source, run_dir, resume=bool(resume))
     # Under torchrun every process runs this function; only rank 0 writes files (and prints).
     dist = init_distributed(config.device)
     dist.check_batch_size(config.batch_size)

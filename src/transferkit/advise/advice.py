@@ -1,0 +1,251 @@
+"""The fine-tuning decision: dataset size x similarity to the pretraining data, from measured numbers.
+
+The rule is the classic 2 x 2 of transfer learning:
+
+=========  ==================================  ==========================================
+           similar (frozen features fit)        different (they do not)
+=========  ==================================  ==========================================
+small      ``linear-probe``: train the head     ``partial``: freeze the stages whose features
+           only; there is too little data to    still help (per-stage LogME), retrain the rest
+           move millions of weights safely
+large      ``lp-ft``: probe, then fine-tune     ``full``: every layer trains, starting from the
+           everything from that head            pretrained weights (``scratch`` only pays off
+                                                 with long schedules)
+=========  ==================================  ==========================================
+
+Both axes are measured (`measure`): *size* is the number of images in the smallest class; *similarity*
+has two signals, both from frozen features. The chance-normalised accuracy of a cross-validated linear
+probe says whether the final features already separate the classes; the per-stage LogME says whether
+the final features are the best ones the backbone has: when an earlier stage scores higher, the last
+stages have specialised in something the data does not need. The thresholds are the ones that separate
+the datasets of ``bench/advisor.py`` (results in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+from transferkit.advise.measure import Measurements
+from transferkit.config import DEFAULT_LR, TrainConfig
+
+__all__ = ["THRESHOLDS", "Advice", "decide", "partial_depth"]
+
+THRESHOLDS = {
+    "small_per_class": 100,
+    "similar_probe_gain": 0.4,
+    "similar_depth_drop": 0.05,
+}
+"""The decision's thresholds.
+
+small_per_class: fewer images than this in the smallest class is "small". In the Fashion-MNIST demo
+    (README) a linear probe beat full fine-tuning at 80 training images per class; bench/advisor.py
+    measures 10, 40 and 200 per class.
+similar_probe_gain: a linear probe on the frozen final features must reach at least this fraction of the
+    way from chance to perfect accuracy (Fashion-MNIST with EfficientNet-Lite0 measures 0.54 at 10
+    images per class and 0.76 at 60; the synthetic relation data 0.24).
+similar_depth_drop: the final features' LogME may lie at most this far (nats per image) below the best
+    stage's (Fashion-MNIST: 0, LogME rises stage by stage; the synthetic tile textures peak in the middle
+    of the network, 0.25 above the final features).
+"""
+
+_LR_SCALE = 3.0
+"""Advised pretrained-layer rate over the config default (AdamW 1e-4 -> 3e-4): the default is tuned for
+long schedules; in the README demo 1e-4 left full fine-tuning at 72% after 6 epochs."""
+_HEAD_LR_MULT = 10.0
+_SCRATCH_LR_MULT = 10.0
+"""Pretrained layers get a tenth of the from-scratch rate; the new head learns at the from-scratch rate."""
+_TARGET_STEPS = 300
+_PROBE_EPOCHS = 20
+_ADVISED_FIELDS = ("strategy", "freeze", "lr", "head_lr_mult", "scratch_lr_mult", "epochs", "image_size")
+
+
+@dataclass
+class Advice:
+    """A fine-tuning plan with the measurements and reasons behind it.
+
+    Example:
+        >>> from transferkit.advise import Measurements, decide
+        >>> m = Measurements("efficientnet_lite0", True, n_images=100, n_classes=10, min_per_class=10,
+        ...                  median_per_class=10, imbalance=1.0, probe_acc=0.6, probe_gain=0.56,
+        ...                  stage_logme=[-0.2, -0.1, 0.03], stage_names=["stem", "blocks", "head"], logme=0.03)
+        >>> decide(m).strategy
+        'linear-probe'
+
+    Attributes:
+        regime: ``<size>-<similarity>``, e.g. ``small-similar``; ``no-pretrained-weights`` without weights.
+        size: small or large.
+        similarity: similar, different, or unknown (no pretrained weights).
+        strategy: The advised strategy.
+        freeze: For `partial`: the number of leading stages to freeze.
+        lr: Learning rate of pretrained layers.
+        head_lr_mult: The new head's rate over `lr`.
+        scratch_lr_mult: A from-scratch run's rate over `lr`.
+        epochs: Suggested epochs.
+        image_size: Suggested input size in pixels (the size the features were measured at).
+        alternatives: Runner-up strategies worth comparing.
+        reasons: The explanation, one sentence per line, naming the numbers and thresholds.
+        measurements: What the decision was made from.
+        thresholds: The thresholds it used.
+    """
+
+    regime: str
+    size: str
+    similarity: str
+    strategy: str
+    freeze: int | None
+    lr: float
+    head_lr_mult: float
+    scratch_lr_mult: float
+    epochs: int
+    image_size: int
+    alternatives: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    measurements: Measurements | None = None
+    thresholds: dict = field(default_factory=lambda: dict(THRESHOLDS))
+
+    def explain(self) -> str:
+        """The plan and its reasons as plain text."""
+        plan = f"{self.strategy}" + (f" --freeze {self.freeze}" if self.freeze is not None else "")
+        if self.strategy == "scratch":
+            scratch = self.lr * self.scratch_lr_mult
+            rates = f"lr {scratch:g} for every layer (--lr {self.lr:g} x{self.scratch_lr_mult:g})"
+        else:
+            rates = f"lr {self.lr:g} for pretrained layers, head x{self.head_lr_mult:g}"
+        lines = [f"regime: {self.regime}  ->  strategy {plan}"]
+        lines.append(f"  {rates}, {self.epochs} epochs at {self.image_size} px")
+        lines += [f"  - {reason}" for reason in self.reasons]
+        if self.alternatives:
+            lines.append(f"  worth comparing: {', '.join(self.alternatives)}")
+        return "\n".join(lines)
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """`config` with the plan filled in; fields the user set (not at their defaults) are kept.
+
+        The strategy is always the advised one; `freeze` only applies to `partial` without freeze_modules.
+        """
+        defaults = TrainConfig()
+        changes: dict = {"strategy": self.strategy, "freeze": config.freeze}
+        for name in _ADVISED_FIELDS[2:]:
+            if getattr(config, name) == getattr(defaults, name):
+                changes[name] = getattr(self, name)
+        if self.strategy == "partial" and config.freeze is None and not config.freeze_modules:
+            changes["freeze"] = self.freeze
+        if config.lp_epochs is not None and config.lp_epochs >= changes.get("epochs", config.epochs):
+            changes["lp_epochs"] = None
+        return replace(config, **changes)
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "measurements"}
+        data["measurements"] = self.measurements.to_dict() if self.measurements is not None else None
+        return data
+
+
+def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
+    """Turn measurements into a plan: regime, strategy, depth of `partial`, learning rates, epochs, size.
+
+    Args:
+        m: Measurements of the dataset with the backbone to fine-tune (`measure`).
+        optimizer: adamw or sgd: the learning rate is scaled from that optimiser's default.
+    """
+    t = THRESHOLDS
+    lr = DEFAULT_LR[optimizer] * _LR_SCALE
+    per_class = m.min_per_class
+    small = per_class < t["small_per_class"]
+    size = "small" if small else "large"
+    reasons = [
+        f"size: the smallest class has {per_class} images ({m.n_images} images, {m.n_classes} classes): "
+        f"{size} ({'below' if small else 'at or above'} the threshold of {t['small_per_class']} per class)"
+    ]
+    if m.imbalance > 10:
+        reasons.append(f"the classes are imbalanced ({m.imbalance:.0f}:1); the smallest class decides the size")
+    n_train = m.n_images
+
+    if not m.pretrained:
+        reasons.append(f"{m.backbone} has no pretrained weights: there are no features to transfer, train every layer")
+        return Advice(
+            "no-pretrained-weights", size, "unknown", "scratch", None, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
+            _epochs(n_train), m.image_size, [], reasons, m,
+        )  # fmt: skip
+
+    gain = m.probe_gain
+    stages = m.stage_logme or ([m.logme] if m.logme is not None else [])
+    best_stage = int(max(range(len(stages)), key=stages.__getitem__)) if stages else None
+    drop = (stages[best_stage] - stages[-1]) if stages else 0.0
+    probe_ok = gain is None or gain >= t["similar_probe_gain"]
+    depth_ok = drop <= t["similar_depth_drop"]
+    similar = probe_ok and depth_ok
+    if gain is not None:
+        chance = 1.0 / m.n_classes
+        reasons.append(
+            f"a linear probe on the frozen features reaches {100 * m.probe_acc:.1f}% (chance {100 * chance:.1f}%): "
+            f"{gain:.2f} of the way from chance to perfect, {'at or above' if probe_ok else 'below'} "
+            f"the {t['similar_probe_gain']} that counts as similar"
+        )
+    else:
+        reasons.append("too few images per class to cross-validate a probe; similarity from LogME alone")
+    if stages and len(stages) > 1:
+        where = m.stage_names[best_stage] if best_stage < len(m.stage_names) else f"stage {best_stage}"
+        if best_stage == len(stages) - 1:
+            reasons.append(
+                f"LogME rises to the final features ({stages[0]:.3f} at the first stage, {stages[-1]:.3f} at the "
+                "last): the deepest pretrained features are the most useful"
+            )
+        else:
+            reasons.append(
+                f"LogME peaks at stage {best_stage} ({where}, {stages[best_stage]:.3f}) and falls to "
+                f"{stages[-1]:.3f} at the final features, {drop:.3f} lower "
+                f"({'within' if depth_ok else 'beyond'} the {t['similar_depth_drop']} allowed): "
+                "the last stages specialised in something these images do not need"
+            )
+    similarity = "similar" if similar else "different"
+    freeze, alternatives = None, []
+    if small and similar:
+        strategy, epochs, alternatives = "linear-probe", _PROBE_EPOCHS, ["lp-ft"]
+        reasons.append("small and similar: train only the new head on the frozen features")
+    elif small:
+        strategy, epochs, alternatives = "partial", _epochs(n_train), ["linear-probe", "full"]
+        n_stages = len(stages)
+        freeze = partial_depth(stages)
+        reasons.append(
+            f"small and different: keep the stages up to the best one frozen (--freeze {freeze} of "
+            f"{n_stages} stages) and retrain the later ones, which fit these images worst"
+        )
+    elif similar:
+        strategy, epochs, alternatives = "lp-ft", _epochs(n_train), ["full", "linear-probe"]
+        reasons.append(
+            "large and similar: enough data to adapt every layer; probing first keeps the good features from "
+            "being distorted by a random head"
+        )
+    else:
+        strategy, epochs, alternatives = "full", _epochs(n_train), ["scratch", "partial"]
+        reasons.append(
+            "large and different: every layer must adapt; the pretrained weights are still a better start than "
+            "random ones on a short schedule (scratch catches up only with long training)"
+        )
+    if strategy != "linear-probe":
+        reasons.append(
+            f"pretrained layers learn at {lr:g}, a tenth of the from-scratch rate; "
+            f"the new head at {lr * _HEAD_LR_MULT:g}"
+        )
+    return Advice(
+        f"{size}-{similarity}", size, similarity, strategy, freeze, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
+        epochs, m.image_size, alternatives, reasons, m,
+    )  # fmt: skip
+
+
+def partial_depth(stage_logme: list[float]) -> int:
+    """How many leading stages `partial` freezes: up to and including the stage with the best LogME.
+
+    The stages after the best one make the features worse for this data, so they retrain; at least one
+    stage is frozen and at least the last one trains.
+    """
+    if not stage_logme:
+        raise ValueError("partial_depth needs the per-stage LogME scores")
+    best = max(range(len(stage_logme)), key=stage_logme.__getitem__)
+    return min(best + 1, max(1, len(stage_logme) - 1))
+
+
+def _epochs(n_images: int, batch_size: int = 32) -> int:
+    """About 300 optimisation steps, between 3 and 30 epochs: a small dataset needs passes, a large one steps."""
+    return int(min(30, max(3, math.ceil(_TARGET_STEPS * batch_size / max(1, n_images)))))
