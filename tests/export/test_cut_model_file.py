@@ -13,7 +13,7 @@ from transferkit.cli import main
 from transferkit.config import TrainConfig
 from transferkit.data import from_folder
 from transferkit.evaluate.inference import load_run
-from transferkit.export import ExportError, load_engine
+from transferkit.export import ExportError, export_run, load_engine
 from transferkit.export._graph import cut_graph, load_model, resolve_cut
 from transferkit.export.cut import train_from_model_file
 from transferkit.export.engines import iter_batches
@@ -83,6 +83,11 @@ def test_train_from_model_file_writes_one_working_onnx(tmp_path, onnx_export, im
         assert (tmp_path / "cut" / name).is_file(), name
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["best_val_acc"] == result.best_val_acc and summary["feature_dim"] == 96
+
+    # Such a run has no PyTorch checkpoint: exporting it says where its model is.
+    with pytest.raises(ExportError, match="no PyTorch checkpoint") as caught:
+        export_run(tmp_path / "cut", "onnx")
+    assert str(result.model_path) in str(caught.value)
 
     # The written file is itself a model file: cutting it again finds the new head's nodes.
     with pytest.raises(ExportError, match="transferkit_head/Gemm"):

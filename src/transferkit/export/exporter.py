@@ -76,6 +76,7 @@ def export_run(
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if int8 and fmt != "mnn":
         raise ExportError("int8 quantisation is available for --format mnn only")
+    _refuse_model_file_run(Path(run_dir), which)
     run = load_run(run_dir, which)
     out = Path(out_dir) if out_dir else run.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +166,22 @@ def _check(
         images_from=origin,
         **figures,
     )
+
+
+def _refuse_model_file_run(run_dir: Path, which: str) -> None:
+    """A probe trained on a cut model file has no PyTorch checkpoint: say where its model is instead."""
+    model = run_dir / "export" / "model.onnx"
+    if (run_dir / f"{which}.json").is_file() or not model.is_file():
+        return
+    try:
+        described = json.loads((run_dir / "data.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if "backbone_file" in described:
+        raise ExportError(
+            f"{run_dir} was trained on the model file {described['backbone_file']} and has no PyTorch checkpoint "
+            f"to export; its model is {model} (predict from it directly)"
+        )
 
 
 def _write_parity(path: Path, reports: list[ParityReport]) -> None:
