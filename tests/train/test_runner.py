@@ -190,3 +190,12 @@ def test_fine_tuning_from_pretrained_weights_keeps_or_updates_batchnorm_statisti
     variances = [v for k, v in trained.items() if k.endswith("running_var")]
     kept = all(torch.all(v == 2.0) for v in variances)
     assert variances and kept == (bn_stats == "frozen")
+
+
+@pytest.mark.parametrize("crop_pct", [1.0, 0.8])
+def test_the_run_uses_its_own_evaluation_crop_not_the_pretrained_default(tmp_path, image_folder, crop_pct):
+    result = train_run(
+        _config("linear-probe", epochs=1, crop_pct=crop_pct), from_folder(image_folder), run_dir=tmp_path
+    )
+    saved = json.loads((result.run_dir / "preprocessing.json").read_text())
+    assert saved["crop_pct"] == crop_pct

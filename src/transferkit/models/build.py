@@ -73,8 +73,16 @@ def build_model(
     return BuiltModel(model, spec, report, weights)
 
 
-def preprocessing_config(model: nn.Module, spec: BackboneSpec, image_size: int | None = None) -> dict:
-    """Mean, std, interpolation and input size from the architecture's pretrained configuration."""
+def preprocessing_config(
+    model: nn.Module, spec: BackboneSpec, image_size: int | None = None, crop_pct: float | None = None
+) -> dict:
+    """Mean, std, interpolation and input size from the architecture's pretrained configuration.
+
+    Args:
+        image_size: Input size; default the backbone's registered or pretrained size.
+        crop_pct: Evaluation centre-crop fraction; default the pretrained configuration's (ImageNet's
+            0.875-style crop). Training runs pass their own (`TrainConfig.crop_pct`, 1.0: the whole image).
+    """
     cfg = timm.data.resolve_data_config({}, model=model)
     size = image_size or spec.default_size or cfg["input_size"][-1]
     return {
@@ -82,5 +90,5 @@ def preprocessing_config(model: nn.Module, spec: BackboneSpec, image_size: int |
         "mean": [float(x) for x in cfg["mean"]],
         "std": [float(x) for x in cfg["std"]],
         "interpolation": cfg.get("interpolation", "bilinear"),
-        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+        "crop_pct": float(crop_pct if crop_pct is not None else cfg.get("crop_pct", 0.875)),
     }

@@ -144,7 +144,7 @@ def train_run(
         model = model.to(memory_format=torch.channels_last)
     if point is None:
         console.print(built.report.summary())
-        pre = preprocessing_config(model, built.spec, config.image_size)
+        pre = preprocessing_config(model, built.spec, config.image_size, config.crop_pct)
         if config.image_size is None and built.spec.default_size is None:
             pre["image_size"] = auto_image_size(train_source.describe()["image_sizes"], pre["image_size"])
     else:
