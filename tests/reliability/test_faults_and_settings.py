@@ -43,7 +43,7 @@ def _setup():
     return model, optimizer, scheduler
 
 
-def test_non_finite_loss_skips_the_step_and_counts_it():
+def test_non_finite_loss_skips_the_step_and_counts_it(capsys):
     model, optimizer, scheduler = _setup()
     weights = []
     progress = EpochProgress()
@@ -56,9 +56,11 @@ def test_non_finite_loss_skips_the_step_and_counts_it():
     assert not torch.equal(weights[1], weights[2])
     assert scheduler.last_epoch == 5  # the schedule still advances
     assert torch.isfinite(model.weight).all()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "step 2: non-finite loss, step skipped" in out and "step 4: non-finite loss" in out
 
 
-def test_non_finite_gradient_is_skipped_too():
+def test_non_finite_gradient_is_skipped_too(capsys):
     model, optimizer, scheduler = _setup()
     before = model.weight.detach().clone()
     model.weight.register_hook(lambda g: g * float("inf"))
@@ -69,6 +71,7 @@ def test_non_finite_gradient_is_skipped_too():
             progress=progress, max_bad_steps=2,
         )  # fmt: skip
     assert torch.equal(model.weight, before)
+    assert "non-finite gradient, step skipped" in " ".join(capsys.readouterr().out.split())
 
 
 def _config(**kw) -> TrainConfig:
