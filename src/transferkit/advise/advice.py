@@ -38,15 +38,18 @@ THRESHOLDS = {
 }
 """The decision's thresholds.
 
-small_per_class: fewer images than this in the smallest class is "small". In the Fashion-MNIST demo
-    (README) a linear probe beat full fine-tuning at 80 training images per class; bench/advisor.py
-    measures 10, 40 and 200 per class.
+small_per_class: fewer images than this in the smallest class is "small". In the README demo's table a
+    linear probe matched full fine-tuning at 80 training images per class of Fashion-MNIST; in
+    bench/advisor.py `full` was best or within 0.5 points at 120 per class in 4 of 4 cases.
 similar_probe_gain: a linear probe on the frozen final features must reach at least this fraction of the
-    way from chance to perfect accuracy (Fashion-MNIST with EfficientNet-Lite0 measures 0.54 at 10
-    images per class and 0.76 at 60; the synthetic relation data 0.24).
+    way from chance to perfect accuracy (Fashion-MNIST with EfficientNet-Lite0 at 48 px measures 0.54 at
+    10 images per class and 0.76 at 60; a generated spatial-relation set 0.24).
 similar_depth_drop: the final features' LogME may lie at most this far (nats per image) below the best
-    stage's (Fashion-MNIST: 0, LogME rises stage by stage; the synthetic tile textures peak in the middle
-    of the network, 0.25 above the final features).
+    stage's (Fashion-MNIST at 48 px: 0, LogME rises stage by stage; the generated tile textures peak in the
+    middle of the network, 0.25 above the final features).
+
+All three were fixed from measurements before bench/advisor.py trained anything; BENCHMARKS.md
+("Strategy advisor") has how often the resulting advice was right, and where it was wrong.
 """
 
 _LR_SCALE = 3.0
