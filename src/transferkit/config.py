@@ -56,7 +56,8 @@ class TrainConfig:
     lr: float | None = None
     """Learning rate of pretrained layers; default 1e-4 (AdamW) or 5e-3 (SGD)."""
     head_lr_mult: float = 10.0
-    """The new head learns this many times faster than pretrained layers."""
+    """The new head learns this many times faster than pretrained layers (not in lp-ft's fine-tune phase, whose
+    head the probe has trained already)."""
     scratch_lr_mult: float = 10.0
     """A from-scratch run uses this multiple of `lr` for every layer."""
     weight_decay: float = 0.01

@@ -103,7 +103,8 @@ def test_train_run_writes_a_complete_run_dir(tmp_path, image_folder, optimizer_g
         assert group_lrs == [{"backbone": head_lr, "backbone-no-decay": head_lr}]  # the cached-features head
     elif strategy == "lp-ft":
         assert group_lrs[0] == {"backbone": head_lr, "backbone-no-decay": head_lr}
-        assert group_lrs[1] == {"backbone": lr, "backbone-no-decay": lr, "head": head_lr, "head-no-decay": head_lr}
+        # The fine-tune phase starts from the probe's trained head: one rate for every layer.
+        assert group_lrs[1] == {"backbone": lr, "backbone-no-decay": lr, "head": lr, "head-no-decay": lr}
     elif strategy == "scratch":
         scratch_lr = lr * config.scratch_lr_mult
         assert group_lrs == [dict.fromkeys(["backbone", "backbone-no-decay", "head", "head-no-decay"], scratch_lr)]
