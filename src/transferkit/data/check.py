@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from transferkit.data.errors import DataError
 from transferkit.data.images import IMAGE_EXTENSIONS
 from transferkit.data.sources import ImageSource
+from transferkit.data.split import stratified_split
 
 __all__ = ["IMBALANCE_WARNING", "CheckReport", "check_sources", "folder_source", "image_problem", "preflight"]
 
@@ -259,16 +260,28 @@ def _images_under(folder: Path) -> list[Path]:
 
 
 def preflight(
-    train: ImageSource, val: ImageSource, *, max_bad_fraction: float
+    train: ImageSource,
+    val: ImageSource | None,
+    *,
+    max_bad_fraction: float,
+    val_fraction: float = 0.2,
+    seed: int = 0,
 ) -> tuple[ImageSource, ImageSource, CheckReport]:
-    """Drop unreadable images from the training and validation data before training starts.
+    """The training and validation data a run uses: split if need be, unreadable images dropped.
 
-    Each dropped image is named in the report; duplicates across the two are warned about.
+    Without `val`, a stratified, seeded `val_fraction` of `train` is held out. Each dropped image is named
+    in the report; duplicates across the two are warned about.
 
     Raises:
+        ValueError: `val` has other classes than `train`.
         DataError: More than `max_bad_fraction` of the images are unreadable, or a class is left with no
             training images. The message names the first files; `transferkit check` lists them all.
     """
+    if val is None:
+        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    elif list(val.classes) != list(train.classes):
+        raise ValueError(f"validation classes {val.classes} differ from training classes {train.classes}")
     report = CheckReport()
     clean, _, total = _check({"train": train, "val": val}, report)
     n_bad = len(report.bad_images)

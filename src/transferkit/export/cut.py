@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource, stratified_split
+from transferkit.data import ImageSource
 from transferkit.data.check import preflight
 from transferkit.export._graph import append_linear_head, cut_graph, graph_inputs, load_model, resolve_cut
 from transferkit.export.engines import engine_logits, iter_batches, load_engine, run_session
@@ -107,12 +107,9 @@ def train_from_model_file(
     pre = _preprocessing(model, model_file, config)
 
     seed_everything(config.seed)
-    if val is None:
-        train_idx, val_idx = stratified_split(train.labels, config.val_fraction, config.seed)
-        train, val = train.subset(train_idx), train.subset(val_idx)
-    elif list(val.classes) != list(train.classes):
-        raise ValueError(f"validation classes {val.classes} differ from training classes {train.classes}")
-    train, val, check = preflight(train, val, max_bad_fraction=config.max_bad_fraction)
+    train, val, check = preflight(
+        train, val, max_bad_fraction=config.max_bad_fraction, val_fraction=config.val_fraction, seed=config.seed
+    )
     for path, reason in check.bad_images:
         console.print(f"[yellow]warning:[/yellow] skipping {path}: {reason}", highlight=False)
     classes = list(train.classes)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageDataset, ImageSource, stratified_split
+from transferkit.data import ImageDataset, ImageSource
 from transferkit.data.check import preflight
 from transferkit.data.decoded import decoded_source
 from transferkit.data.transforms import auto_image_size, build_transforms
@@ -113,12 +113,13 @@ def train_run(
     amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
     if config.precision != "fp32" and not amp.enabled:
         warn(f"precision {config.precision} applies on CUDA only; training in fp32 on {device}")
-    if val_source is None:
-        train_idx, val_idx = stratified_split(train_source.labels, config.val_fraction, config.seed)
-        train_source, val_source = train_source.subset(train_idx), train_source.subset(val_idx)
-    elif list(val_source.classes) != list(train_source.classes):
-        raise ValueError(f"validation classes {val_source.classes} differ from training classes {train_source.classes}")
-    train_source, val_source, check = preflight(train_source, val_source, max_bad_fraction=config.max_bad_fraction)
+    train_source, val_source, check = preflight(
+        train_source,
+        val_source,
+        max_bad_fraction=config.max_bad_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
     for path, reason in check.bad_images:
         warn(f"skipping {path}: {reason}")
     for message in check.warnings:
