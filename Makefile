@@ -64,5 +64,11 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Benchmarks that print figures (BENCHMARKS.md); each takes minutes.
+bench: venv data
+	$(BIN)/python bench/speed.py --test-limit 2000 --plain-size 128
+	$(BIN)/python bench/speed.py --skip a,plain --size 192
+	$(BIN)/python bench/speed.py --rss
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
