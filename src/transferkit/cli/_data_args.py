@@ -20,15 +20,22 @@ class DataSources:
     test: ImageSource | None
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, *, files_only: bool = False) -> None:
+    """DATA, --val/--test, the list-file options and --root; unless `files_only`, also Fashion-MNIST and subsets."""
     group = parser.add_argument_group("data")
     group.add_argument("data", nargs="?", help="image folder (one sub-folder per class) or a list file")
-    group.add_argument("--val", help="validation folder or list file (default: a stratified split of DATA)")
-    group.add_argument("--test", help="test folder or list file, evaluated once with the best checkpoint")
+    val_help, test_help = "validation folder or list file", "test folder or list file"
+    if not files_only:
+        val_help += " (default: a stratified split of DATA)"
+        test_help += ", evaluated once with the best checkpoint"
+    group.add_argument("--val", help=val_help)
+    group.add_argument("--test", help=test_help)
     group.add_argument("--train-list", help="list file of 'relative/path label' lines")
     group.add_argument("--val-list", help="validation list file")
     group.add_argument("--test-list", help="test list file")
     group.add_argument("--root", help="folder the list files' paths are relative to (default: the list's folder)")
+    if files_only:
+        return
     group.add_argument("--fashion-mnist", metavar="DIR", help="use Fashion-MNIST IDX files from DIR (train + test)")
     group.add_argument("--per-class", type=int, help="keep at most this many training images per class (seeded)")
     group.add_argument("--test-limit", type=int, help="evaluate on at most this many test images (stratified)")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from transferkit.cli._data_args import add_data_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -14,13 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check a dataset without training. Exit status 1 when there are errors. "
         "Example: transferkit check data/pets --test data/pets-test",
     )
-    parser.add_argument("data", nargs="?", help="image folder (one sub-folder per class) or a list file")
-    parser.add_argument("--val", help="validation folder or list file")
-    parser.add_argument("--test", help="test folder or list file")
-    parser.add_argument("--train-list", help="list file of 'relative/path label' lines")
-    parser.add_argument("--val-list", help="validation list file")
-    parser.add_argument("--test-list", help="test list file")
-    parser.add_argument("--root", help="folder the list files' paths are relative to (default: the list's folder)")
+    # Only files: check reads every image itself, tolerating the bad ones that loading would reject.
+    add_data_arguments(parser, files_only=True)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
