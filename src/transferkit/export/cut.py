@@ -8,7 +8,6 @@ result is written back as one ONNX file (cut graph + Gemm head) with its preproc
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from transferkit.export.onnx import _import_onnx, read_onnx_metadata, write_onnx
 from transferkit.export.parity import FP32_TOLERANCE, compare_logits
 from transferkit.models.surgery import init_head
 from transferkit.train._order import EpochBatchSampler
-from transferkit.train._probe import LBFGS_ITERATIONS
+from transferkit.train._probe import lbfgs_epochs
 from transferkit.train.linear_head import LbfgsHead
 from transferkit.train.loop import EpochResult, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
@@ -41,8 +40,6 @@ from transferkit.train.runner import seed_everything
 __all__ = ["CutRunResult", "train_from_model_file"]
 
 # Used only when the file carries no transferkit metadata: the ImageNet statistics most backbones expect.
-# As train/_probe.py: each logged "epoch" of an L-BFGS probe runs at least this many iterations.
-_LBFGS_MIN_PER_EPOCH = 20
 _IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
 
 
@@ -207,17 +204,11 @@ def _fit_lbfgs(
     head: nn.Linear, data: tuple[torch.Tensor, ...], config: TrainConfig, best: _BestHead
 ) -> list[EpochResult]:
     """Full-batch L-BFGS on standardised features, its iterations spread over the epochs as the native probe does."""
-    feats, labels, vfeats, vlabels = data
+    feats, labels, _, _ = data
     solver = LbfgsHead(feats, labels, head.out_features, l2=config.head_l2, label_smoothing=config.label_smoothing)
-    per_epoch = max(_LBFGS_MIN_PER_EPOCH, math.ceil(LBFGS_ITERATIONS / config.epochs))
     results = []
-    for epoch in range(1, config.epochs + 1):
-        began = time.perf_counter()
-        solver.run(per_epoch)
+    for result in lbfgs_epochs(solver, data, config.epochs):
         solver.fold_into(head)
-        train_loss, train_acc = solver.metrics(feats, labels)
-        val_loss, val_acc = solver.metrics(vfeats, vlabels)
-        result = EpochResult(epoch, "probe", train_loss, train_acc, val_loss, val_acc, 1.0, time.perf_counter() - began)
         results.append(result)
         if best(result):
             break

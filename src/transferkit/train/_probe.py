@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from transferkit.train.features import cached_features
 from transferkit.train.linear_head import LbfgsHead
 from transferkit.train.loop import EpochResult
 
-__all__ = ["LBFGS_ITERATIONS", "probe_features", "run_lbfgs_phase"]
+__all__ = ["LBFGS_ITERATIONS", "lbfgs_epochs", "probe_features", "run_lbfgs_phase"]
 
 LBFGS_ITERATIONS = 100
 """L-BFGS iterations of a probe phase, spread over its epochs (each epoch at least 20); it stops early once
@@ -72,22 +73,39 @@ def run_lbfgs_phase(
     feats, labels, vfeats, vlabels = data
     classifier = model.get_classifier()
     head = LbfgsHead(feats, labels, classifier.out_features, l2=config.head_l2, label_smoothing=config.label_smoothing)
-    per_epoch = max(_MIN_PER_EPOCH, math.ceil(LBFGS_ITERATIONS / epochs))
     # The tracker saves an optimiser and a scheduler with every state; L-BFGS has a fixed step size of 1.
     scheduler = torch.optim.lr_scheduler.LambdaLR(head.optimizer, lambda _: 1.0)
     tracker.phase = PhaseContext(index, name, head.optimizer, scheduler, {}, 0)
     results: list[EpochResult] = []
-    for epoch in range(first_epoch, first_epoch + epochs):
-        began = time.perf_counter()
-        head.run(per_epoch)
-        if epoch < start_epoch:
-            continue
+    for result in lbfgs_epochs(head, data, epochs, first_epoch=first_epoch, name=name, start_epoch=start_epoch):
         head.fold_into(classifier)
-        train_loss, train_acc = head.metrics(feats, labels)
-        val_loss, val_acc = head.metrics(vfeats, vlabels)
-        seconds = time.perf_counter() - began
-        result = EpochResult(epoch, name, train_loss, train_acc, val_loss, val_acc, 1.0, seconds)
         results.append(result)
         if tracker(result):
             break
     return results
+
+
+def lbfgs_epochs(
+    head: LbfgsHead,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    epochs: int,
+    *,
+    first_epoch: int = 1,
+    name: str = "probe",
+    start_epoch: int | None = None,
+) -> Iterator[EpochResult]:
+    """Run `head`'s solve in `epochs` chunks of iterations; yield each chunk's figures as an epoch.
+
+    Chunks before `start_epoch` are run (the solve is deterministic) but not yielded, so a resumed phase
+    continues from the same iterate. The caller folds the head into its classifier after each chunk.
+    """
+    feats, labels, vfeats, vlabels = data
+    per_epoch = max(_MIN_PER_EPOCH, math.ceil(LBFGS_ITERATIONS / epochs))
+    for epoch in range(first_epoch, first_epoch + epochs):
+        began = time.perf_counter()
+        head.run(per_epoch)
+        if start_epoch is not None and epoch < start_epoch:
+            continue
+        train_loss, train_acc = head.metrics(feats, labels)
+        val_loss, val_acc = head.metrics(vfeats, vlabels)
+        yield EpochResult(epoch, name, train_loss, train_acc, val_loss, val_acc, 1.0, time.perf_counter() - began)

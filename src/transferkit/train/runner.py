@@ -297,7 +297,8 @@ def train_run(
         phases.append(_Phase(config.strategy, config.epochs, 1, single, every))
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not.
+    # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not. Decided from
+    # the config and registry, not from `built.weights`: a resumed run is built without loading pretrained weights.
     has_pretrained = config.strategy != "scratch" and (config.weights is not None or built.spec.weights is not None)
     keep_bn_stats = config.bn_stats == "frozen" and has_pretrained
     with catch_interrupts(tracker):
