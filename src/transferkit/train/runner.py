@@ -26,6 +26,7 @@ from transferkit.models import (
     plan_freeze,
     preprocessing_config,
 )
+from transferkit.train._depthwise import fast_depthwise
 from transferkit.train._order import EpochBatchSampler, SeededSamples
 from transferkit.train._precision import MixedPrecision
 from transferkit.train._probe import probe_features, run_lbfgs_phase
@@ -420,24 +421,25 @@ def _run_phases(
         trainer = dist.wrap(module, device)
         if config.compile:
             trainer = torch.compile(trainer)
-        history += fit(
-            trainer,
-            train_loader,
-            val_loader,
-            epochs=phase.last_epoch - first + 1,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            loss_fn=loss_fn,
-            device=device,
-            phase=phase.name,
-            first_epoch=first,
-            on_epoch=tracker,
-            start=start,
-            on_step=tracker.on_step,
-            max_bad_steps=config.max_bad_steps,
-            dist=dist,
-            amp=amp,
-            keep_bn_stats=keep_bn_stats,
-        )
+        with fast_depthwise(module, config.fast_depthwise and device.type == "cpu"):
+            history += fit(
+                trainer,
+                train_loader,
+                val_loader,
+                epochs=phase.last_epoch - first + 1,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                loss_fn=loss_fn,
+                device=device,
+                phase=phase.name,
+                first_epoch=first,
+                on_epoch=tracker,
+                start=start,
+                on_step=tracker.on_step,
+                max_bad_steps=config.max_bad_steps,
+                dist=dist,
+                amp=amp,
+                keep_bn_stats=keep_bn_stats,
+            )
         del trainer  # its gradient hooks must not outlive the phase (lp-ft wraps the head again in the next)
     return history
