@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import yaml
 
+from transferkit.data.transforms import AUGMENTATIONS
 from transferkit.models.freezing import STRATEGIES
 
-__all__ = ["BN_STATS", "OPTIMIZERS", "PRECISIONS", "TrainConfig", "ConfigError"]
+__all__ = [
+    "BN_STATS",
+    "LARGE_DATA",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "RECIPES",
+    "ConfigError",
+    "TrainConfig",
+    "parse_duration",
+]
 
 OPTIMIZERS = ("adamw", "sgd")
 HEAD_SOLVERS = ("lbfgs", "minibatch")
@@ -19,6 +29,34 @@ BN_STATS = ("frozen", "update")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
+# Training images from which `recipe: auto` fine-tunes with the large-data recipe.
+LARGE_DATA = 10_000
+RECIPES = {
+    # Few images: small batches give more steps; resized crops add the most variety.
+    "small": {"batch_size": 32, "label_smoothing": 0.0, "augmentation": "resized-crop"},
+    # Many images (measured on the full Fashion-MNIST, see BENCHMARKS.md): larger batches run faster per image
+    # on a CPU, tensor-level pad-crop needs no per-image decoding, label smoothing 0.1.
+    "large": {"batch_size": 128, "label_smoothing": 0.1, "augmentation": "pad-crop"},
+}
+"""Values of the fields a recipe decides (those left None in the config)."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``55m``, ``1.5h`` or a plain number of seconds.
+
+    Example:
+        >>> parse_duration("55m"), parse_duration("1.5h"), parse_duration("90")
+        (3300.0, 5400.0, 90.0)
+    """
+    value = str(text).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(value[-1:])
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"time_budget {text!r}: give a duration such as 900s, 55m or 1.5h") from None
+    if seconds <= 0:
+        raise ConfigError(f"time_budget {text!r} must be positive")
+    return seconds
 
 
 class ConfigError(ValueError):
@@ -49,8 +87,8 @@ class TrainConfig:
     """Training epochs (for lp-ft: both phases together)."""
     lp_epochs: int | None = None
     """lp-ft: epochs of the linear-probe phase; default a third of `epochs` (at least 1)."""
-    batch_size: int = 32
-    """Images per optimisation step."""
+    batch_size: int | None = None
+    """Images per optimisation step; default from the recipe (32 small, 128 large)."""
     optimizer: str = "adamw"
     """adamw or sgd (momentum 0.9, nesterov)."""
     lr: float | None = None
@@ -64,8 +102,8 @@ class TrainConfig:
     """Decoupled weight decay; never applied to norms and biases."""
     warmup_epochs: float = 1.0
     """Linear warm-up before the cosine decay."""
-    label_smoothing: float = 0.0
-    """Cross-entropy label smoothing."""
+    label_smoothing: float | None = None
+    """Cross-entropy label smoothing; default from the recipe (0 small, 0.1 large)."""
     bn_stats: str = "frozen"
     """Fine-tuning from pretrained weights: keep BatchNorm's pretrained running statistics (frozen) or re-estimate
     them from the training batches (update). scratch always updates them. Frozen measured 5-7 points better on
@@ -75,7 +113,18 @@ class TrainConfig:
     crop_pct: float = 1.0
     """Evaluation crop: resize the short side to size/crop_pct, then centre-crop (1.0 keeps the whole image)."""
     augment: bool = True
-    """Random resized crop and horizontal flip during training."""
+    """Augment the training images (see `augmentation`)."""
+    augmentation: str | None = None
+    """resized-crop (50-100% of the area, flip) or pad-crop (black border of 1/8 the side, random crop, flip);
+    default from the recipe (resized-crop small, pad-crop large)."""
+    random_erase: float = 0.0
+    """Fraction of training images with a random rectangle blanked (pad-crop on array-backed data only)."""
+    recipe: str = "auto"
+    """Defaults for the fields left unset: small, large, or auto (large from 10,000 training images on when
+    fine-tuning, small otherwise). See `RECIPES`."""
+    time_budget: str | None = None
+    """Plan the epochs to fit this wall time (e.g. 55m, 1h, 900s) after timing a few steps; stop at epoch ends
+    when the next epoch would not fit. The best checkpoint is kept either way."""
     val_fraction: float = 0.2
     """Stratified validation split taken from the training data when no validation set is given."""
     seed: int = 0
@@ -89,7 +138,8 @@ class TrainConfig:
     precision: str = "fp32"
     """fp32, bf16 or fp16 (autocast, fp16 with a gradient scaler); CUDA only, CPU runs stay in fp32."""
     channels_last: bool = True
-    """On CUDA: images and convolution weights in channels-last memory format (faster convolutions)."""
+    """Images and convolution weights in channels-last memory format: faster convolutions on CUDA, and on the CPU
+    (EfficientNet-Lite0 training steps at 48 px measured 1.5x faster)."""
     compile: bool = False
     """Compile the training model with torch.compile (first steps are slow while it compiles)."""
     fast_depthwise: bool = True
@@ -135,16 +185,23 @@ class TrainConfig:
             raise ConfigError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(f"augmentation {self.augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        if self.recipe not in ("auto", *RECIPES):
+            raise ConfigError(f"recipe {self.recipe!r}: choose auto or one of {', '.join(RECIPES)}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
         if self.strategy == "partial" and self.freeze is None and not self.freeze_modules:
             raise ConfigError("strategy 'partial' needs freeze (stages) or freeze_modules")
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr is None or self.lr > 0, "lr must be positive"),
             (self.head_lr_mult > 0 and self.scratch_lr_mult > 0, "learning-rate multipliers must be positive"),
             (0 < self.val_fraction < 1, "val_fraction must be between 0 and 1"),
             (self.head_l2 >= 0, "head_l2 must be 0 or more"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.label_smoothing is None or 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (self.image_size is None or self.image_size >= 16, "image_size must be at least 16"),
             (self.lp_epochs is None or 1 <= self.lp_epochs < self.epochs, "lp_epochs must be in [1, epochs)"),
@@ -155,6 +212,15 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def with_recipe(self, n_train: int) -> TrainConfig:
+        """A copy with every field the recipe decides filled in, for `n_train` training images."""
+        name = self.recipe
+        if name == "auto":
+            fine_tuning = self.strategy in ("full", "lp-ft", "partial", "scratch")
+            name = "large" if fine_tuning and n_train >= LARGE_DATA else "small"
+        values = {k: v for k, v in RECIPES[name].items() if getattr(self, k) is None}
+        return replace(self, **values) if values else self
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]

@@ -81,10 +81,13 @@ def test_unwrap_reaches_the_model_inside_wrappers():
 
 def test_mixed_precision_is_cuda_only():
     for precision in ("fp32", "bf16", "fp16"):
-        amp = MixedPrecision(precision, torch.device("cpu"), channels_last=True)
+        amp = MixedPrecision(precision, torch.device("cpu"), channels_last=False)
         assert not amp.enabled and amp.scaler is None and not amp.channels_last
         x = torch.randn(2, 3, 4, 4)
         assert amp.inputs(x) is x
+        # Channels-last is a memory format, not a precision: it applies on the CPU too.
+        cl = MixedPrecision(precision, torch.device("cpu"), channels_last=True)
+        assert cl.inputs(x).is_contiguous(memory_format=torch.channels_last) and torch.equal(cl.inputs(x), x)
         with amp.autocast():
             assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
     # A step without a scaler is a plain optimiser step, and a skipped one is never an "fp16 overflow".

@@ -166,6 +166,9 @@ def test_the_cut_graph_runs_in_mnn_with_the_same_result(tmp_path, onnx_export, i
     }
     heads = {engine: load_engine(r.model_path) for engine, r in results.items()}
     batch = next(iter_batches(from_folder(val_folder), heads["mnn"].preprocessing, 24))
-    # The features agree to float precision, so the deterministic L-BFGS heads and their logits agree too.
-    np.testing.assert_allclose(heads["mnn"](batch), heads["onnxruntime"](batch), atol=1e-3)
+    # The features agree to float precision (~1e-5); L-BFGS stops on a tolerance, so the heads' logits agree to
+    # a few thousandths (logits of size ~3) and their predictions exactly.
+    mnn, ort = heads["mnn"](batch), heads["onnxruntime"](batch)
+    np.testing.assert_allclose(mnn, ort, atol=5e-3)
+    assert (mnn.argmax(1) == ort.argmax(1)).all()
     assert results["mnn"].best_val_acc == results["onnxruntime"].best_val_acc

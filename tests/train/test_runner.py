@@ -68,13 +68,16 @@ def optimizer_groups(monkeypatch):
 )
 def test_train_run_writes_a_complete_run_dir(tmp_path, image_folder, optimizer_groups, strategy, extra, phases):
     config = _config(strategy, **extra)
-    result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+    source = from_folder(image_folder)
+    result = train_run(config, source, run_dir=tmp_path / "run")
     run = tmp_path / "run"
     assert result.run_dir == run
     for name in RUN_FILES:
         assert (run / name).is_file(), name
 
-    assert TrainConfig.from_yaml(run / "config.yaml") == config
+    saved = TrainConfig.from_yaml(run / "config.yaml")
+    assert saved == config.with_recipe(len(source))  # the fields the recipe decides are saved resolved
+    assert saved.batch_size is not None and saved.augmentation is not None
     assert json.loads((run / "classes.json").read_text()) == CLASSES
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, len(phases) + 1))

@@ -94,7 +94,7 @@ def train_from_model_file(
             lists candidate nodes), or a written file outside the fp32 parity tolerance.
     """
     start = time.perf_counter()
-    config = config or TrainConfig()
+    config = (config or TrainConfig()).with_recipe(len(train))
     if config.strategy != "linear-probe":
         raise ExportError(f"a model file backbone supports --strategy linear-probe only, not {config.strategy!r}")
     model_file = Path(model_file)

@@ -29,7 +29,7 @@ class MixedPrecision:
         cuda = device.type == "cuda"
         self.dtype = _DTYPES[precision]
         self.enabled = cuda and self.dtype is not None
-        self.channels_last = cuda and channels_last
+        self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler("cuda") if self.enabled and precision == "fp16" else None
         self._unscaled = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -50,6 +51,10 @@ class Tracker:
         # Under torchrun every process tracks (the decisions must agree); only rank 0 writes.
         self.dist = dist or DistContext()
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
+        self.deadline: float | None = None
+        """perf_counter() time by which training should end (time budget); None: no limit."""
+        self.final_epoch = 0
+        """The run's last planned epoch: stopping for the budget is only announced before it."""
         self.phase: PhaseContext | None = None
         self.interrupted = False
         self.last_metrics: dict | None = None
@@ -101,6 +106,10 @@ class Tracker:
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
             console.print(f"early stopping: no better validation accuracy in {self.patience} epochs")
+            self.stopped = True
+        late = self.deadline is not None and time.perf_counter() + result.seconds > self.deadline
+        if late and not self.stopped and result.epoch < self.final_epoch:
+            console.print(f"time budget: another epoch would not fit; stopping after epoch {result.epoch}")
             self.stopped = True
         # The state of "epoch done": resuming starts the next epoch at its first step.
         self.save_state(result.epoch + 1, EpochProgress(bad_in_row=self._bad_in_row))

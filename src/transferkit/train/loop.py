@@ -228,7 +228,8 @@ def fit(
                 progress.lr = lr
         else:
             progress = EpochProgress(lr=lr, bad_in_row=bad_in_row)
-        sampler = getattr(train_loader, "batch_sampler", None)
+        # A loader of whole batches (batch_size=None) has its batch sampler as its sampler.
+        sampler = getattr(train_loader, "batch_sampler", None) or getattr(train_loader, "sampler", None)
         if hasattr(sampler, "set_position"):
             sampler.set_position(epoch, progress.step)
         began, seconds_before = time.perf_counter(), progress.seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -14,11 +15,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit._console import console
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, parse_duration
 from transferkit.data import ImageDataset, ImageSource
+from transferkit.data.batches import ArrayBatches
 from transferkit.data.check import preflight
 from transferkit.data.decoded import decoded_source
-from transferkit.data.transforms import auto_image_size, build_transforms
+from transferkit.data.transforms import auto_image_size, build_transforms, pad_crop_padding
 from transferkit.models import (
     apply_freeze,
     build_model,
@@ -26,6 +28,7 @@ from transferkit.models import (
     plan_freeze,
     preprocessing_config,
 )
+from transferkit.train._budget import EpochCost, measure_epoch, plan_epochs
 from transferkit.train._depthwise import fast_depthwise
 from transferkit.train._order import EpochBatchSampler, SeededSamples
 from transferkit.train._precision import MixedPrecision
@@ -94,6 +97,7 @@ def train_run(
         from transferkit.advise.auto import resolve_auto
 
         config = resolve_auto(config, train_source, run_dir, resume=bool(resume))
+    config = config.with_recipe(len(train_source))  # batch size, augmentation... for this much data
     # Under torchrun every process runs this function; only rank 0 writes files (and prints).
     dist = init_distributed(config.device)
     dist.check_batch_size(config.batch_size)
@@ -204,11 +208,21 @@ def train_run(
     def loader(source: ImageSource, train: bool) -> tuple[DataLoader, torch.Generator]:
         if config.decode_cache:
             source = decoded_source(source, pre, config.cache_dir)  # decode and resize once, not every epoch
-        dataset = ImageDataset(source, build_transforms(pre, train=train, augment=config.augment), skip_unreadable=True)
-        datasets.append(dataset)
         # Every loader gets its own generator: none may draw from the global RNG the model uses.
         generator = torch.Generator().manual_seed(config.seed)
         common = {"num_workers": config.workers, "generator": generator, "pin_memory": device.type == "cuda"}
+        batches = _array_batches(source, pre, config, train)
+        if batches is not None:  # whole batches from the uint8 array, augmented as tensors
+            if not train:
+                mine = list(dist.shard_dataset(range(len(source))))  # type: ignore[arg-type]
+                chunks = [mine[i : i + config.batch_size] for i in range(0, len(mine), config.batch_size)]
+                return DataLoader(batches, sampler=chunks, batch_size=None, **common), generator
+            order = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
+            return DataLoader(batches, sampler=dist.shard_batches(order), batch_size=None, **common), generator
+        augmentation = config.augmentation or "resized-crop"
+        transform = build_transforms(pre, train=train, augment=config.augment, augmentation=augmentation)
+        dataset = ImageDataset(source, transform, skip_unreadable=True)
+        datasets.append(dataset)
         if not train:
             return DataLoader(dist.shard_dataset(dataset), batch_size=config.batch_size, **common), generator
         sampler = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
@@ -303,7 +317,8 @@ def train_run(
     has_pretrained = config.strategy != "scratch" and (config.weights is not None or built.spec.weights is not None)
     keep_bn_stats = config.bn_stats == "frozen" and has_pretrained
     with catch_interrupts(tracker):
-        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp, keep_bn_stats)
+        budget = _Budget(start, config, run, resumed=point is not None)
+        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp, keep_bn_stats, budget)
 
     seconds = time.perf_counter() - start
     plan = trained["plan"]
@@ -357,6 +372,58 @@ class _Phase:
         return self.first_epoch + self.epochs - 1
 
 
+class _Budget:
+    """`config.time_budget`: each trained phase gets the epochs that fit in what is left, planned from measured steps.
+
+    The plan is saved in the run directory (budget.json) so that a resumed run keeps the same schedule.
+    """
+
+    def __init__(self, start: float, config: TrainConfig, run: RunDir, resumed: bool) -> None:
+        self.path = run.path / "budget.json"
+        self.seconds = parse_duration(config.time_budget) if config.time_budget else None
+        self.deadline = start + self.seconds if self.seconds is not None and not resumed else None
+        self.saved: dict = {}
+        if resumed and self.path.is_file():
+            self.saved = json.loads(self.path.read_text())
+        self.active = self.deadline is not None
+
+    def plan(self, phase: _Phase, cost: EpochCost) -> None:
+        left = self.deadline - time.perf_counter()
+        epochs = plan_epochs(cost, left, phase.epochs)
+        console.print(
+            f"time budget {self.seconds / 60:.1f} min: {left / 60:.1f} min left, an epoch of {phase.name} measured "
+            f"{cost.seconds:.0f} s ({cost.train_seconds:.0f} s training, {cost.val_seconds:.0f} s validation): "
+            f"{epochs} of {phase.epochs} epochs planned"
+        )
+        self.saved[phase.name] = epochs
+        self.path.write_text(json.dumps(self.saved, indent=2))
+
+    def apply(self, phase: _Phase) -> None:
+        if phase.name in self.saved:
+            phase.epochs = int(self.saved[phase.name])
+
+
+def _array_batches(source: ImageSource, pre: dict, config: TrainConfig, train: bool) -> ArrayBatches | None:
+    """Batches straight from the uint8 array when the source has one at the right size and the augmentation is
+    tensor-level (pad-crop, or none); None means the per-image PIL path."""
+    size = int(pre["image_size"])
+    side = int(round(size / float(pre.get("crop_pct", 1.0))))
+    if source.arrays is None or source.arrays.shape[1] != side or source.arrays.shape[2] != side:
+        return None
+    augment = train and config.augment
+    if augment and config.augmentation != "pad-crop":
+        return None
+    return ArrayBatches(
+        source,
+        image_size=size,
+        mean=pre["mean"],
+        std=pre["std"],
+        train=augment,
+        padding=pad_crop_padding(size),
+        erase=config.random_erase,
+    )
+
+
 def _load_weights(model: nn.Module, point: ResumePoint) -> None:
     try:
         model.load_state_dict(point.weights, strict=True)
@@ -377,6 +444,7 @@ def _run_phases(
     dist: DistContext,
     amp: MixedPrecision,
     keep_bn_stats: bool,
+    budget: _Budget,
 ) -> list[EpochResult]:
     """Run each phase in turn; after a resume, skip what was done and continue the interrupted phase exactly."""
     state = point.state if point is not None else None
@@ -397,6 +465,13 @@ def _run_phases(
             continue
         module, train_loader, val_loader, groups, generators = phase.setup()
         optimizer = build_optimizer(groups, config)
+        if budget.active and not mid_phase:
+            with fast_depthwise(module, config.fast_depthwise and device.type == "cpu"):
+                cost = measure_epoch(module, train_loader, val_loader, optimizer, loss_fn, device, amp, keep_bn_stats)
+            budget.plan(phase, cost)
+        budget.apply(phase)
+        tracker.deadline = budget.deadline
+        tracker.final_epoch = phases[-1].first_epoch + sum(p.epochs for p in phases[index:]) - 1
         scheduler = build_scheduler(
             optimizer,
             total_steps=phase.epochs * len(train_loader),

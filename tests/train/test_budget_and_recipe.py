@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from transferkit import TrainConfig, from_folder, train_run
+from transferkit.config import LARGE_DATA, RECIPES, ConfigError, parse_duration
+from transferkit.train._budget import EpochCost, plan_epochs
+
+
+def test_recipe_fills_only_the_fields_left_unset():
+    small = TrainConfig(strategy="full").with_recipe(100)
+    assert small.batch_size == RECIPES["small"]["batch_size"] and small.augmentation == "resized-crop"
+    large = TrainConfig(strategy="full").with_recipe(LARGE_DATA)
+    assert (large.batch_size, large.label_smoothing, large.augmentation) == (128, 0.1, "pad-crop")
+    mine = TrainConfig(strategy="full", batch_size=64, label_smoothing=0.0).with_recipe(LARGE_DATA)
+    assert (mine.batch_size, mine.label_smoothing, mine.augmentation) == (64, 0.0, "pad-crop")
+    # A linear probe trains no augmentation-hungry backbone: it keeps the small recipe on large data.
+    assert TrainConfig(strategy="linear-probe").with_recipe(LARGE_DATA).batch_size == 32
+    assert TrainConfig(strategy="linear-probe", recipe="large").with_recipe(10).batch_size == 128
+
+
+def test_bad_recipe_augmentation_and_budget_values_are_refused():
+    with pytest.raises(ConfigError, match="recipe"):
+        TrainConfig(recipe="huge")
+    with pytest.raises(ConfigError, match="augmentation"):
+        TrainConfig(augmentation="mixup")
+    with pytest.raises(ConfigError, match="time_budget"):
+        TrainConfig(time_budget="soon")
+    assert parse_duration("2h") == 7200 and parse_duration(" 90S ") == 90
+
+
+def test_plan_keeps_a_reserve_and_at_least_one_epoch():
+    cost = EpochCost(train_seconds=50.0, val_seconds=10.0)
+    assert plan_epochs(cost, seconds_left=600.0, wanted=100) == 9  # 600 * 0.97 / 60 = 9.7
+    assert plan_epochs(cost, seconds_left=600.0, wanted=4) == 4
+    assert plan_epochs(cost, seconds_left=5.0, wanted=4) == 1
+
+
+def _budget_config(**kwargs):
+    base = dict(backbone="tiny_resnet", strategy="full", lr=1e-3, batch_size=8, image_size=32, seed=0, epochs=50)
+    return TrainConfig(**{**base, **kwargs})
+
+
+def test_time_budget_plans_fewer_epochs_and_the_run_ends_within_it(tmp_path, image_folder):
+    run = tmp_path / "run"
+    result = train_run(_budget_config(time_budget="6s"), from_folder(image_folder), run_dir=run)
+    planned = json.loads((run / "budget.json").read_text())["full"]
+    assert 1 <= planned < 50
+    assert len(result.history) <= planned
+    assert result.seconds < 20  # 50 epochs would take far longer; the budget bounds the run
+    assert (run / "best.safetensors").is_file()
+
+
+def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_folder, monkeypatch):
+    from transferkit.train import runner as runner_module
+
+    made = []
+    real = runner_module.ArrayBatches
+
+    def spy(*args, **kwargs):
+        made.append(kwargs["train"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "ArrayBatches", spy)
+    config = _budget_config(epochs=3, augmentation="pad-crop", cache_dir=str(tmp_path / "cache"))
+    result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+    assert sorted(made) == [False, True]  # the decoded images feed both the training and the validation loader
+    assert result.best_val_acc > 0.5  # three classes: chance is 1/3
