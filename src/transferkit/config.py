@@ -159,6 +159,11 @@ class TrainConfig:
     """Frozen feature extraction: torch, onnxruntime, mnn, or auto (fastest that matches torch)."""
     cache_dir: str | None = None
     """Cache of features and decoded images; default $TRANSFERKIT_CACHE or ~/.cache/transferkit."""
+    prefix_cache: bool = True
+    """partial without augmentation: run the frozen first layers once and train the rest on their output, kept in
+    memory (when the model splits cleanly and the activations fit in `prefix_cache_mb`)."""
+    prefix_cache_mb: float = 2048
+    """Memory the prefix cache may take, training and validation activations together."""
     decode_cache: bool = True
     """Decode and resize each image once per run into a memory-mapped array instead of every epoch."""
     allow_partial_weights: bool = False
@@ -202,6 +207,7 @@ class TrainConfig:
             (self.head_l2 >= 0, "head_l2 must be 0 or more"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
+            (self.prefix_cache_mb >= 0, "prefix_cache_mb must be 0 or more"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (self.image_size is None or self.image_size >= 16, "image_size must be at least 16"),
             (self.lp_epochs is None or 1 <= self.lp_epochs < self.epochs, "lp_epochs must be in [1, epochs)"),

@@ -32,6 +32,7 @@ from transferkit.train._budget import EpochCost, measure_epoch, plan_epochs
 from transferkit.train._depthwise import fast_depthwise
 from transferkit.train._order import EpochBatchSampler, SeededSamples
 from transferkit.train._precision import MixedPrecision
+from transferkit.train._prefix_cache import cache_prefix
 from transferkit.train._probe import probe_features, run_lbfgs_phase
 from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
 from transferkit.train._rng import restore_rng
@@ -306,6 +307,24 @@ def train_run(
             lr = base_lr * (config.scratch_lr_mult if config.strategy == "scratch" else 1.0)
             mult = 1.0 if config.strategy == "scratch" else config.head_lr_mult
             groups = param_groups(model, head, base_lr=lr, head_lr_mult=mult, weight_decay=config.weight_decay)
+            if config.strategy == "partial" and config.prefix_cache and not config.augment and not dist.enabled:
+                # Unaugmented images through frozen (eval-mode) layers give the same activations every epoch.
+                (plain_train, _), (val_loader, _) = loader(train_source, False), loader(val_source, False)
+                cached = cache_prefix(
+                    model, plain_train, val_loader, max_megabytes=config.prefix_cache_mb, device=device
+                )
+                if cached is not None:
+                    trained["undo"] = cached.skip()
+                    trained["prefix_cache"] = {
+                        "boundary": cached.modules[-1][0],
+                        "modules": [name for name, _ in cached.modules],
+                        "megabytes": round(cached.megabytes, 1),
+                    }
+                    gen = torch.Generator().manual_seed(config.seed)
+                    order = EpochBatchSampler(len(cached.train[1]), config.batch_size, shuffle=True, seed=config.seed)
+                    train_loader = DataLoader(TensorDataset(*cached.train), batch_sampler=order, generator=gen)
+                    val_loader = DataLoader(TensorDataset(*cached.val), batch_size=config.batch_size)
+                    return model, train_loader, val_loader, groups, {"train": gen}
             (train_loader, gen), (val_loader, _) = loader(train_source, True), loader(val_source, False)
             return model, train_loader, val_loader, groups, {"train": gen}
 
@@ -318,7 +337,11 @@ def train_run(
     keep_bn_stats = config.bn_stats == "frozen" and has_pretrained
     with catch_interrupts(tracker):
         budget = _Budget(start, config, run, resumed=point is not None)
-        history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp, keep_bn_stats, budget)
+        try:
+            history += _run_phases(phases, config, loss_fn, device, tracker, point, dist, amp, keep_bn_stats, budget)
+        finally:
+            if "undo" in trained:
+                trained["undo"]()  # the prefix-cached model takes images again
 
     seconds = time.perf_counter() - start
     plan = trained["plan"]
@@ -344,6 +367,8 @@ def train_run(
         "skipped_images": len(skipped),
         "skipped_steps": sum(r.skipped_steps for r in history),
     }
+    if "prefix_cache" in trained:
+        summary["prefix_cache"] = trained["prefix_cache"]
     if point is not None:
         summary["resumed_from"] = {"checkpoint": point.stem.name, **point.meta.get("resume", {})}
     if dist.is_main:
