@@ -66,3 +66,27 @@ def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_fol
     result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
     assert sorted(made) == [False, True]  # the decoded images feed both the training and the validation loader
     assert result.best_val_acc > 0.5  # three classes: chance is 1/3
+
+
+def test_measuring_an_epoch_leaves_the_model_and_optimiser_as_they_were():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from transferkit.train._budget import measure_epoch
+    from transferkit.train._precision import MixedPrecision
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
+    data = DataLoader(TensorDataset(torch.randn(40, 3, 6, 6), torch.arange(40) % 2), batch_size=4)
+    model(torch.randn(1, 3, 6, 6))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cost = measure_epoch(
+        model, data, data, optimizer, torch.nn.CrossEntropyLoss(), torch.device("cpu"), MixedPrecision(), False
+    )
+    assert cost.train_seconds > 0 and cost.val_seconds > 0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert optimizer.state_dict()["state"] == {}
