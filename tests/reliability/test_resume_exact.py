@@ -133,10 +133,11 @@ def _assert_same_run(a: Path, b: Path, context: str) -> None:
 
 @pytest.fixture(scope="module")
 def reference(image_folder, tmp_path_factory):
-    """Uninterrupted runs to compare against: `full` for 2 epochs, and lp-ft (probe 1 + fine-tune 2)."""
+    """Uninterrupted runs to compare against: `full` for 2 epochs (per-image and whole-batch augmentation), and
+    lp-ft (probe 1 + fine-tune 2)."""
     out = tmp_path_factory.mktemp("reference")
     runs = {}
-    for name, extra in (("full", ["--strategy", "full", "--epochs", "2"]), ("lpft", _LPFT)):
+    for name, extra in _EXTRA.items():
         status = _run(_train_args(image_folder, out, name, *extra), out / f"{name}.log")
         assert os.waitstatus_to_exitcode(status) == 0, (out / f"{name}.log").read_text()[-3000:]
         runs[name] = out / f"{name}-001"
@@ -144,8 +145,10 @@ def reference(image_folder, tmp_path_factory):
 
 
 _LPFT = ["--strategy", "lp-ft", "--epochs", "3", "--lp-epochs", "1", "--head-solver", "minibatch"]
-_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT}
-_TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH}
+# padcrop: whole batches cut from the decoded-image array and augmented as tensors (ArrayBatches).
+_PADCROP = ["--strategy", "full", "--epochs", "2", "--augmentation", "pad-crop"]
+_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP}
+_TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH, "padcrop": 2 * STEPS_PER_EPOCH}
 
 
 def _kill_and_resume(image_folder, tmp_path, kind: str, **kill) -> tuple[Path, str]:
@@ -161,10 +164,10 @@ def _kill_and_resume(image_folder, tmp_path, kind: str, **kill) -> tuple[Path, s
 
 # Steps after the first resumable state: step 3 (every 3 steps), or the end of the feature-cached probe epoch
 # (saved after the hook of its last step runs).
-_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1}
+_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1, "padcrop": 3}
 
 
-@pytest.mark.parametrize("kind", ["full", "lpft"])
+@pytest.mark.parametrize("kind", ["full", "lpft", "padcrop"])
 def test_sigkill_at_a_random_step_resumes_exactly(reference, image_folder, tmp_path, kind):
     step = random.Random(SEED).randrange(_FIRST_SAVE[kind], _TOTAL[kind])
     run, log = _kill_and_resume(image_folder, tmp_path, kind, kill_at_step=step)

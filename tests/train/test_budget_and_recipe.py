@@ -41,14 +41,28 @@ def _budget_config(**kwargs):
     return TrainConfig(**{**base, **kwargs})
 
 
-def test_time_budget_plans_fewer_epochs_and_the_run_ends_within_it(tmp_path, image_folder):
+def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_folder, monkeypatch):
+    from transferkit.train import runner as runner_module
+
+    # A measured epoch of 2.5 s: a 20 s budget has room for 7 (less what set-up took), not the 50 asked for.
+    monkeypatch.setattr(runner_module, "measure_epoch", lambda *a, **k: EpochCost(2.0, 0.5))
     run = tmp_path / "run"
-    result = train_run(_budget_config(time_budget="6s"), from_folder(image_folder), run_dir=run)
+    result = train_run(_budget_config(time_budget="20s"), from_folder(image_folder), run_dir=run)
     planned = json.loads((run / "budget.json").read_text())["full"]
-    assert 1 <= planned < 50
-    assert len(result.history) <= planned
-    assert result.seconds < 20  # 50 epochs would take far longer; the budget bounds the run
+    assert 1 <= planned <= 7
+    assert len(result.history) == planned  # the real epochs are far shorter: all planned ones run
     assert (run / "best.safetensors").is_file()
+
+
+def test_a_run_that_falls_behind_its_plan_stops_at_an_epoch_end(tmp_path, image_folder, monkeypatch, capsys):
+    from transferkit.train import runner as runner_module
+
+    # A measurement far too optimistic plans all 50 epochs; the real ones cannot fit in 2 s.
+    monkeypatch.setattr(runner_module, "measure_epoch", lambda *a, **k: EpochCost(1e-4, 1e-4))
+    result = train_run(_budget_config(time_budget="2s"), from_folder(image_folder), run_dir=tmp_path / "run")
+    assert len(result.history) < 50
+    assert result.seconds < 15
+    assert (tmp_path / "run" / "best.safetensors").is_file()
 
 
 def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_folder, monkeypatch):
