@@ -71,10 +71,12 @@ def main() -> None:
     trained = time.perf_counter() - BEGAN
     metrics, _ = evaluate_run(run_dir, test, which="best")
     total = time.perf_counter() - BEGAN
+    data = json.loads((run_dir / "data.json").read_text())
     figures = {
         "test_acc": metrics.accuracy,
         "test_images": len(test),
-        "train_images": len(train),
+        "train_images": data["train"]["n_images"],
+        "val_images": data["val"]["n_images"],
         "best_val_acc": result.best_val_acc,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
@@ -88,7 +90,8 @@ def main() -> None:
     }
     (run_dir / "bench.json").write_text(json.dumps(figures, indent=2))
     print(
-        f"\nFashion-MNIST test accuracy {100 * metrics.accuracy:.2f}% ({len(test):,} images), best epoch "
+        f"\nFashion-MNIST test accuracy {100 * metrics.accuracy:.2f}% ({len(test):,} images; trained on "
+        f"{data['train']['n_images']:,}, {data['val']['n_images']:,} held out), best epoch "
         f"{result.best_epoch} of {len(result.history)}; {total / 60:.1f} min end to end "
         f"({trained / 60:.1f} min to the trained model). Figures: {run_dir / 'bench.json'}"
     )

@@ -31,7 +31,8 @@ def test_bad_recipe_augmentation_and_budget_values_are_refused():
 
 def test_plan_keeps_a_reserve_and_at_least_one_epoch():
     cost = EpochCost(train_seconds=50.0, val_seconds=10.0)
-    assert plan_epochs(cost, seconds_left=600.0, wanted=100) == 9  # 600 * 0.97 / 60 = 9.7
+    assert plan_epochs(cost, seconds_left=600.0, wanted=100) == 9  # 600 * 0.92 / 60 = 9.2
+    assert plan_epochs(cost, seconds_left=650.0, wanted=100) == 9  # 9.97: the reserve is kept
     assert plan_epochs(cost, seconds_left=600.0, wanted=4) == 4
     assert plan_epochs(cost, seconds_left=5.0, wanted=4) == 1
 
@@ -44,7 +45,7 @@ def _budget_config(**kwargs):
 def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_folder, monkeypatch):
     from transferkit.train import runner as runner_module
 
-    # A measured epoch of 2.5 s: a 20 s budget has room for 7 (less what set-up took), not the 50 asked for.
+    # A measured epoch of 2.5 s: a 20 s budget has room for 7 at most (less set-up), not the 50 asked for.
     monkeypatch.setattr(runner_module, "measure_epoch", lambda *a, **k: EpochCost(2.0, 0.5))
     run = tmp_path / "run"
     result = train_run(_budget_config(time_budget="20s"), from_folder(image_folder), run_dir=run)

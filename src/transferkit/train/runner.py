@@ -496,7 +496,7 @@ def _run_phases(
             budget.plan(phase, cost)
         budget.apply(phase)
         tracker.deadline = budget.deadline
-        tracker.final_epoch = phases[-1].first_epoch + sum(p.epochs for p in phases[index:]) - 1
+        tracker.final_epoch = phases[-1].last_epoch
         scheduler = build_scheduler(
             optimizer,
             total_steps=phase.epochs * len(train_loader),
