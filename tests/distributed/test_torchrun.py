@@ -127,3 +127,17 @@ def test_resuming_with_another_number_of_processes_is_an_error(runs, tmp_path, i
     config = TrainConfig.from_yaml(run / "config.yaml")
     with pytest.raises(CheckpointError, match="trained with 2"):
         train_run(config, from_folder(image_folder), run_dir=run, resume=True)
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_a_time_budget_plan(tmp_path, image_folder, val_folder):
+    # Each process times its own steps; both must train the planned epochs together (a disagreement would hang).
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFERKIT_CACHE": str(cache)}
+    command = [*_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "transferkit"]
+    argv = _train_args(image_folder, val_folder, tmp_path / "out", cache) + ["--time-budget", "10m"]
+    done = subprocess.run(command + argv, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = tmp_path / "out" / "shapes-001"
+    assert json.loads((run / "budget.json").read_text()) == {"full": 2}  # 2 epochs asked, both fit in 10 minutes
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2

@@ -108,6 +108,8 @@ class Tracker:
             console.print(f"early stopping: no better validation accuracy in {self.patience} epochs")
             self.stopped = True
         late = self.deadline is not None and time.perf_counter() + result.seconds > self.deadline
+        if self.deadline is not None and self.dist.enabled:  # every process must stop at the same epoch
+            late = bool(self.dist.sum([float(late)])[0] > 0)
         if late and not self.stopped and result.epoch < self.final_epoch:
             console.print(f"time budget: another epoch would not fit; stopping after epoch {result.epoch}")
             self.stopped = True

@@ -412,16 +412,20 @@ class _Budget:
             self.saved = json.loads(self.path.read_text())
         self.active = self.deadline is not None
 
-    def plan(self, phase: _Phase, cost: EpochCost) -> None:
+    def plan(self, phase: _Phase, cost: EpochCost, dist: DistContext) -> None:
         left = self.deadline - time.perf_counter()
         epochs = plan_epochs(cost, left, phase.epochs)
+        # Under torchrun every process measures; all must train the same epochs: the fewest planned wins.
+        votes = dist.sum([float(epochs) if rank == dist.rank else 0.0 for rank in range(dist.world_size)])
+        epochs = int(votes.min())
         console.print(
             f"time budget {self.seconds / 60:.1f} min: {left / 60:.1f} min left, an epoch of {phase.name} measured "
             f"{cost.seconds:.0f} s ({cost.train_seconds:.0f} s training, {cost.val_seconds:.0f} s validation): "
             f"{epochs} of {phase.epochs} epochs planned"
         )
         self.saved[phase.name] = epochs
-        self.path.write_text(json.dumps(self.saved, indent=2))
+        if dist.is_main:
+            self.path.write_text(json.dumps(self.saved, indent=2))
 
     def apply(self, phase: _Phase) -> None:
         if phase.name in self.saved:
@@ -493,7 +497,7 @@ def _run_phases(
         if budget.active and not mid_phase:
             with fast_depthwise(module, config.fast_depthwise and device.type == "cpu"):
                 cost = measure_epoch(module, train_loader, val_loader, optimizer, loss_fn, device, amp, keep_bn_stats)
-            budget.plan(phase, cost)
+            budget.plan(phase, cost, dist)
         budget.apply(phase)
         tracker.deadline = budget.deadline
         tracker.final_epoch = phases[-1].last_epoch
