@@ -12,7 +12,7 @@ from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
 from transferkit.data.errors import DataError
 from transferkit.data.sources import ImageSource
-from transferkit.data.transforms import interpolation_mode
+from transferkit.data.transforms import eval_resize, interpolation_mode
 
 __all__ = ["decoded_source"]
 
@@ -41,7 +41,7 @@ def decoded_source(source: ImageSource, pre: dict, root: str | Path | None = Non
         An array-backed source with the same classes, labels and name; `source` itself when an image cannot
         be read (the files are then read every epoch, and the usual skipping applies).
     """
-    side = int(round(int(pre["image_size"]) / float(pre.get("crop_pct", 1.0))))
+    side = eval_resize(pre)
     interpolation = pre.get("interpolation", "bilinear")
     if source.arrays is not None and source.arrays.shape[1] == side and source.arrays.shape[2] == side:
         return source  # already square at this size: nothing to decode

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
-__all__ = ["AUGMENTATIONS", "auto_image_size", "build_transforms", "interpolation_mode", "pad_crop_padding"]
+__all__ = [
+    "AUGMENTATIONS",
+    "auto_image_size",
+    "build_transforms",
+    "eval_resize",
+    "interpolation_mode",
+    "pad_crop_padding",
+]
 
 _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,
@@ -19,6 +26,11 @@ def interpolation_mode(name: str) -> T.InterpolationMode:
 
 
 AUGMENTATIONS = ("resized-crop", "pad-crop")
+
+
+def eval_resize(pre: dict) -> int:
+    """Side the evaluation view resizes to before its centre crop of ``image_size``: ``image_size / crop_pct``."""
+    return int(round(int(pre["image_size"]) / float(pre.get("crop_pct", 1.0))))
 
 
 def pad_crop_padding(image_size: int) -> int:
@@ -39,7 +51,7 @@ def build_transforms(pre: dict, *, train: bool, augment: bool = True, augmentati
     size = int(pre["image_size"])
     interp = _INTERPOLATION.get(pre.get("interpolation", "bilinear"), T.InterpolationMode.BILINEAR)
     normalize = [T.ToTensor(), T.Normalize(pre["mean"], pre["std"])]
-    resize = int(round(size / float(pre.get("crop_pct", 1.0))))
+    resize = eval_resize(pre)
     if train and augment and augmentation == "pad-crop":
         return T.Compose(
             [

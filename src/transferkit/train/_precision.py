@@ -1,7 +1,8 @@
-"""Mixed precision and memory format on GPUs: autocast, the fp16 gradient scaler, channels-last inputs.
+"""Mixed precision on GPUs (autocast, the fp16 gradient scaler) and channels-last inputs on any device.
 
-All of it is CUDA-only: on a CPU every method is a pass-through and training stays in fp32, so CPU runs
-(and their exact resume) are unaffected by the `precision` setting.
+Precision is CUDA-only: on a CPU autocast and scaling are pass-throughs and training stays in fp32, so CPU
+runs (and their exact resume) are unaffected by the `precision` setting. Channels-last applies on any device
+(oneDNN's CPU convolutions prefer it too).
 """
 
 from __future__ import annotations

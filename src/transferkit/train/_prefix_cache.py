@@ -15,7 +15,8 @@ check, and training goes the ordinary way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -75,16 +76,12 @@ def find_frozen_prefix(model: nn.Module, sample: torch.Tensor) -> list[tuple[str
 
     handles = [m.register_forward_pre_hook(before) for m in named]
     handles += [m.register_forward_hook(after) for m in named]
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
+        with _evaluating(model), torch.no_grad():
             model(sample)
     finally:
         for handle in handles:
             handle.remove()
-        for module, mode in modes.items():
-            module.train(mode)
     modules = dict(model.named_modules())
     owns_trainable = {n for n, m in modules.items() if any(p.requires_grad for p in m.parameters(recurse=False))}
     first = next((i for i, (kind, n) in enumerate(events) if kind == "pre" and n in owns_trainable), None)
@@ -123,9 +120,7 @@ def cache_prefix(
         console.print("prefix cache: no frozen layers run first; training the ordinary way")
         return None
     last = prefix[-1][1]
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
+    with _evaluating(model):
         with torch.inference_mode():
             want = model(sample)
             acts = _boundary(model, last, sample)
@@ -148,15 +143,24 @@ def cache_prefix(
             return None
         train = _all_boundary(model, last, train_batches, device, "prefix cache: train")
         val = _all_boundary(model, last, val_batches, device, "prefix cache: val")
-    finally:
-        for module, mode in modes.items():
-            module.train(mode)
     megabytes = (train[0].numel() + val[0].numel()) * train[0].element_size() / 2**20
     console.print(
         f"prefix cache: {len(prefix)} frozen modules ({prefix[0][0]} .. {prefix[-1][0]}) run once; activations "
         f"{tuple(train[0].shape[1:])} per image, {megabytes:,.0f} MB in memory"
     )
     return CachedPrefix(prefix, train, val, megabytes)
+
+
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """`model` in eval mode within the block; every module's own mode is put back after it."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
 
 
 def _fully_frozen(module: nn.Module) -> bool:

@@ -15,7 +15,7 @@ from torchvision import transforms as T
 from transferkit._console import progress
 from transferkit.data.feature_cache import FeatureCache
 from transferkit.data.sources import ImageSource
-from transferkit.data.transforms import interpolation_mode
+from transferkit.data.transforms import eval_resize, interpolation_mode
 from transferkit.train._engines import feature_runner
 
 __all__ = ["cached_features", "extract_features", "extract_source_features", "extractor_key"]
@@ -152,7 +152,7 @@ class _BatchMaker:
 
     def __init__(self, source: ImageSource, pre: dict) -> None:
         size = int(pre["image_size"])
-        resize = int(round(size / float(pre.get("crop_pct", 1.0))))
+        resize = eval_resize(pre)
         interp = interpolation_mode(pre.get("interpolation", "bilinear"))
         self.source = source
         self.geometry = T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(size)])

@@ -87,7 +87,7 @@ def train_one_epoch(
         max_bad_steps: Consecutive non-finite steps that abort training; None never aborts.
         dist: Data-parallel context: `loader` yields this process's slice of each global batch; figures are
             summed over processes, and every process skips a step when any one saw a non-finite loss.
-        amp: Autocast, fp16 gradient scaling and channels-last inputs (CUDA); None is plain fp32.
+        amp: Autocast and fp16 gradient scaling (CUDA), channels-last inputs; None is plain fp32 as given.
         keep_bn_stats: BatchNorm layers normalise with their running statistics and keep them (see
             `set_train_mode`).
     """

@@ -20,7 +20,7 @@ from transferkit.data import ImageDataset, ImageSource
 from transferkit.data.batches import ArrayBatches
 from transferkit.data.check import preflight
 from transferkit.data.decoded import decoded_source
-from transferkit.data.transforms import auto_image_size, build_transforms, pad_crop_padding
+from transferkit.data.transforms import auto_image_size, build_transforms, eval_resize, pad_crop_padding
 from transferkit.models import (
     apply_freeze,
     build_model,
@@ -435,8 +435,7 @@ class _Budget:
 def _array_batches(source: ImageSource, pre: dict, config: TrainConfig, train: bool) -> ArrayBatches | None:
     """Batches straight from the uint8 array when the source has one at the right size and the augmentation is
     tensor-level (pad-crop, or none); None means the per-image PIL path."""
-    size = int(pre["image_size"])
-    side = int(round(size / float(pre.get("crop_pct", 1.0))))
+    size, side = int(pre["image_size"]), eval_resize(pre)
     if source.arrays is None or source.arrays.shape[1] != side or source.arrays.shape[2] != side:
         return None
     augment = train and config.augment
