@@ -6,6 +6,7 @@ from transferkit.config import ConfigError
 from transferkit.data import DataError
 from transferkit.models import UnknownBackboneError, WeightFileError, WeightLoadError
 from transferkit.train.checkpoint import CheckpointError
+from transferkit.train.rundir import RunDirLockedError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
@@ -14,6 +15,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     WeightFileError,
     WeightLoadError,
     CheckpointError,
+    RunDirLockedError,
     FileNotFoundError,
     ValueError,
 )

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import re
 from pathlib import Path
 
-__all__ = ["RunDir", "latest_run_dir", "new_run_dir", "resume_dir", "run_dir_name"]
+__all__ = ["RunDir", "RunDirLockedError", "latest_run_dir", "new_run_dir", "resume_dir", "run_dir_name"]
+
+LOCK_FILE = ".lock"
+
+# Locks this process holds, by resolved run folder: an flock belongs to one open file, so a second open in
+# the same process would block itself; the descriptors stay open (and the locks held) until the process ends.
+_held: dict[Path, int] = {}
+
+
+class RunDirLockedError(RuntimeError):
+    """Another live process holds the run directory."""
 
 
 def run_dir_name(name: str) -> str:
@@ -74,9 +86,45 @@ class RunDir:
     the set before it as ``last.prev.*``), ``summary.json``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lock: bool = False) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        if lock:
+            self.lock()
+
+    def lock(self) -> None:
+        """Hold the run directory exclusively for the rest of this process's life.
+
+        Two processes writing one run would interleave metrics and replace each other's checkpoints. The lock
+        is an ``flock`` on ``.lock``: the OS releases it when the process ends however it ends (a SIGKILL
+        included), so no stale lock can block a resume. Calling it again in the same process does nothing.
+
+        Raises:
+            RunDirLockedError: another process holds it (the message names its pid).
+        """
+        key = self.path.resolve()
+        if key in _held:
+            return
+        fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise RunDirLockedError(
+                f"{self.path} is in use by {who}: wait for it to finish (or stop it) before training or resuming "
+                "this run"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _held[key] = fd
+
+    def unlock(self) -> None:
+        """Let another process take the run directory (only needed before this process ends)."""
+        fd = _held.pop(self.path.resolve(), None)
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file releases its flock
 
     @property
     def best(self) -> Path:
