@@ -14,124 +14,29 @@ A strategy that raises is recorded as failed (its traceback in ``error.txt``) an
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from transferkit._console import console
+from transferkit.comparison import CompareResult, StrategyRun, StrategySummary, seconds_to_target
 from transferkit.config import TrainConfig
 from transferkit.data import DataError, ImageSource, stratified_folds, stratified_split
-from transferkit.models.freezing import STRATEGIES
+from transferkit.strategies import DEFAULT_STRATEGY, compare_defaults, get_strategy, strategy_names
 from transferkit.train.rundir import RunDir, new_run_dir
-from transferkit.train.runner import resolve_device, train_run
+from transferkit.train.runner import train_run
+from transferkit.train.setup import resolve_device
 
 __all__ = ["DEFAULT_STRATEGIES", "CompareResult", "StrategyRun", "StrategySummary", "run_compare"]
 
-DEFAULT_STRATEGIES = ("linear-probe", "lp-ft", "full", "scratch")
+DEFAULT_STRATEGIES = compare_defaults()
+"""The registered strategies marked `in_compare`, at import time (`compare_defaults()` is the live list)."""
 _EXAMPLES = 24  # misclassified thumbnails kept per run for the report
-
-
-@dataclass
-class StrategyRun:
-    """One strategy trained on one split (one fold with cross-validation)."""
-
-    strategy: str
-    run_dir: str
-    """Relative to the compare directory."""
-    fold: int | None = None
-    status: str = "ok"
-    """ok or failed."""
-    error: str | None = None
-    trainable_params: int | None = None
-    best_val_acc: float | None = None
-    best_epoch: int | None = None
-    test_acc: float | None = None
-    eval_split: str | None = None
-    """The set the best checkpoint was evaluated on for the confusion matrix and examples: test or val."""
-    eval_acc: float | None = None
-    train_seconds: float | None = None
-    wall_seconds: float | None = None
-    """Training, evaluation and figures of this run."""
-    seconds_to_target: float | None = None
-    """Summed epoch seconds until the validation accuracy first reached the fold's target."""
-
-
-@dataclass
-class StrategySummary:
-    """A strategy over all its folds (one fold without cross-validation)."""
-
-    strategy: str
-    status: str
-    """ok, failed (no run finished) or partial (some folds failed)."""
-    runs: int = 0
-    failed: int = 0
-    trainable_params: int | None = None
-    val_acc_mean: float | None = None
-    val_acc_std: float | None = None
-    test_acc_mean: float | None = None
-    test_acc_std: float | None = None
-    wall_seconds: float = 0.0
-    seconds_to_target: float | None = None
-    """Mean over folds; None when a fold never reached its target."""
-    error: str | None = None
-
-
-@dataclass
-class CompareResult:
-    """The outcome of `run_compare`, saved as ``compare.json`` in the compare directory.
-
-    Attributes:
-        compare_dir: The compare directory.
-        runs: Every sub-run, in the order they ran.
-        summaries: One per strategy, in the order given.
-        targets: Per fold (key ``"1"``... or ``"all"``), the lowest best validation accuracy among the
-            strategies that finished: the level every strategy is timed to.
-        best_strategy: Highest mean test accuracy (validation accuracy without a test set).
-        info: Backbone, config, data summaries and figure files, for the report.
-    """
-
-    compare_dir: Path
-    runs: list[StrategyRun] = field(default_factory=list)
-    summaries: list[StrategySummary] = field(default_factory=list)
-    targets: dict[str, float] = field(default_factory=dict)
-    best_strategy: str | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def cv(self) -> int | None:
-        return self.info.get("cv")
-
-    def summary(self, strategy: str) -> StrategySummary:
-        return next(s for s in self.summaries if s.strategy == strategy)
-
-    def to_dict(self) -> dict:
-        return {
-            "runs": [asdict(r) for r in self.runs],
-            "summaries": [asdict(s) for s in self.summaries],
-            "targets": self.targets,
-            "best_strategy": self.best_strategy,
-            **self.info,
-        }
-
-    def save(self) -> Path:
-        path = self.compare_dir / "compare.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        return path
-
-    @classmethod
-    def load(cls, compare_dir: str | Path) -> CompareResult:
-        """Read ``compare.json`` back."""
-        compare_dir = Path(compare_dir)
-        data = json.loads((compare_dir / "compare.json").read_text())
-        runs = [StrategyRun(**_known(StrategyRun, r)) for r in data.pop("runs")]
-        summaries = [StrategySummary(**_known(StrategySummary, s)) for s in data.pop("summaries")]
-        return cls(compare_dir, runs, summaries, data.pop("targets"), data.pop("best_strategy"), data)
 
 
 def run_compare(
@@ -140,7 +45,7 @@ def run_compare(
     val: ImageSource | None = None,
     test: ImageSource | None = None,
     config: TrainConfig | None = None,
-    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    strategies: Sequence[str] | None = None,
     cv: int | None = None,
     out: str | Path = "runs",
     name: str | None = None,
@@ -158,9 +63,10 @@ def run_compare(
         val: Validation images; default a stratified `config.val_fraction` of `train`, split once and
             shared by every strategy.
         test: Test images; each strategy's best checkpoint is evaluated on them.
-        config: Settings shared by every strategy (its `strategy` field is ignored). `partial` without
-            `freeze` or `freeze_modules` freezes the first half of the backbone's stages.
-        strategies: Strategy names, in the order they run and appear in the table.
+        config: Settings shared by every strategy (its `strategy` field is ignored). A strategy that takes a depth
+            (`Strategy.uses_depth`), given no `freeze` or `freeze_modules`, freezes the first half of the stages.
+        strategies: Strategy names (or ``auto``), in the order they run and appear in the table; default the
+            registered strategies marked `Strategy.in_compare`.
         cv: Cross-validate with this many stratified folds of train + val; every fold is a sub-run.
         out: Folder for the compare directory.
         name: Its name (default: the data's name + ``-compare``); the directory is ``out/name-NNN``.
@@ -170,10 +76,10 @@ def run_compare(
         ValueError: An unknown or repeated strategy, or `cv` below 2.
         DataError: The data cannot be split as asked.
     """
-    strategies = _check_strategies(strategies)
+    strategies = _check_strategies(compare_defaults() if strategies is None else strategies)
     if cv is not None and cv < 2:
         raise ValueError(f"--cv {cv}: cross-validation needs at least 2 folds")
-    config = replace(config or TrainConfig(), strategy="linear-probe")
+    config = replace(config or TrainConfig(), strategy=DEFAULT_STRATEGY)
     configs = {s: _strategy_config(config, s, len(train.classes)) for s in strategies}
     folds = _folds(train, val, config, cv)
     compare_dir = new_run_dir(out, name or _default_name(train))
@@ -200,7 +106,7 @@ def run_compare(
     result.summaries = [_summarise(s, [r for r in result.runs if r.strategy == s]) for s in strategies]
     result.best_strategy = _best(result.summaries, test is not None)
     result.save()
-    from transferkit.report._table import summary_table
+    from transferkit.report import summary_table
 
     console.print(summary_table(result))
     for s in result.summaries:
@@ -218,17 +124,17 @@ def _check_strategies(strategies: Sequence[str]) -> list[str]:
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
     strategies = list(strategies)
     # auto trains the advised plan (transferkit advise) beside the fixed strategies.
-    unknown = [s for s in strategies if s not in STRATEGIES and s != "auto"]
+    unknown = [s for s in strategies if s not in strategy_names() and s != "auto"]
     if unknown or not strategies:
         given = ", ".join(unknown) or "(none given)"
-        raise ValueError(f"unknown strategy {given}; choose from {', '.join(STRATEGIES)} or auto")
+        raise ValueError(f"unknown strategy {given}; choose from {', '.join(strategy_names())} or auto")
     if len(set(strategies)) != len(strategies):
         raise ValueError(f"strategies repeat: {', '.join(strategies)}")
     return strategies
 
 
 def _strategy_config(config: TrainConfig, strategy: str, num_classes: int) -> TrainConfig:
-    if strategy == "partial" and config.freeze is None and not config.freeze_modules:
+    if _uses_depth(strategy) and config.freeze is None and not config.freeze_modules:
         from transferkit.models import backbone_stages, build_model
 
         stages = backbone_stages(build_model(config.backbone, num_classes, pretrained=False).model)
@@ -273,13 +179,17 @@ def _train_one(
     sub: Path,
     fold: int | None,
 ) -> StrategyRun:
-    from transferkit.report._examples import evaluate_and_save
+    from transferkit.report import evaluate_and_save
     from transferkit.report.plots import plot_curves
 
     run = StrategyRun(config.strategy, sub.as_posix(), fold)
     path = compare_dir / sub
     start = time.perf_counter()
     try:
+        if config.strategy == "auto":
+            from transferkit.advise.auto import resolve_auto
+
+            config = resolve_auto(config, train, path)
         trained = train_run(config, train, val, run_dir=path)
         run.trainable_params, run.best_val_acc, run.best_epoch = (
             trained.trainable_params,
@@ -295,8 +205,7 @@ def _train_one(
         run.eval_acc = metrics.accuracy
         if test is not None:
             run.test_acc = metrics.accuracy
-            summary = RunDir(path).read_json("summary.json")
-            RunDir(path).write_json("summary.json", {**summary, "test_acc": metrics.accuracy})
+            RunDir(path).update_summary(test_acc=metrics.accuracy)
             console.print(f"test accuracy {100 * metrics.accuracy:.2f}% on {metrics.n} images")
     except Exception as exc:  # one broken strategy must not cost the others their results
         path.mkdir(parents=True, exist_ok=True)
@@ -314,12 +223,7 @@ def _time_to_target(compare_dir: Path, runs: list[StrategyRun], targets: dict[st
     target = min(r.best_val_acc for r in done)
     targets[key] = target
     for r in done:
-        elapsed = 0.0
-        for row in RunDir(compare_dir / r.run_dir).metrics():
-            elapsed += float(row["seconds"])
-            if float(row["val_acc"]) >= target - 1e-9:
-                r.seconds_to_target = elapsed
-                break
+        r.seconds_to_target = seconds_to_target(RunDir(compare_dir / r.run_dir).metrics(), target)
 
 
 def _plot_fold(compare_dir: Path, runs: list[StrategyRun], name: str, title: str) -> None:
@@ -333,7 +237,7 @@ def _plot_fold(compare_dir: Path, runs: list[StrategyRun], name: str, title: str
 def _summarise(strategy: str, runs: list[StrategyRun]) -> StrategySummary:
     done = [r for r in runs if r.status == "ok"]
     failed = [r for r in runs if r.status != "ok"]
-    status = "failed" if not done else ("partial" if failed else "ok")
+    status = "failed" if not done else ("incomplete" if failed else "ok")
     summary = StrategySummary(strategy, status, len(done), len(failed), error=failed[0].error if failed else None)
     summary.wall_seconds = sum(r.wall_seconds or 0.0 for r in runs)
     if not done:
@@ -381,7 +285,7 @@ def _info(
         "cv": cv,
         "eval_split": "test" if test is not None else "val",
         "config": base,
-        "per_strategy": {s: {"freeze": c.freeze} for s, c in configs.items() if s == "partial"},
+        "per_strategy": {s: {"freeze": c.freeze} for s, c in configs.items() if _uses_depth(s)},
         "data": data,
         "curves": ["curves.png"] if not cv else [f"curves-fold-{k}.png" for k in range(1, cv + 1)],
     }
@@ -393,6 +297,5 @@ def _default_name(source: ImageSource) -> str:
     return f"{base or 'data'}-compare"
 
 
-def _known(cls: type, data: dict) -> dict:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+def _uses_depth(strategy: str) -> bool:
+    return strategy != "auto" and get_strategy(strategy).uses_depth

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
 from pathlib import Path
 
 import yaml
 
-from transferkit.data.transforms import AUGMENTATIONS
-from transferkit.models.freezing import STRATEGIES
+from transferkit.strategies import DEFAULT_STRATEGY, get_strategy, strategy_names
 
 __all__ = [
+    "AUGMENTATIONS",
     "BN_STATS",
     "LARGE_DATA",
     "OPTIMIZERS",
@@ -18,6 +22,7 @@ __all__ = [
     "RECIPES",
     "ConfigError",
     "TrainConfig",
+    "field_help",
     "parse_duration",
 ]
 
@@ -26,6 +31,7 @@ HEAD_SOLVERS = ("lbfgs", "minibatch")
 ENGINES = ("torch", "onnxruntime", "mnn", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("frozen", "update")
+AUGMENTATIONS = ("resized-crop", "pad-crop")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -73,16 +79,18 @@ class TrainConfig:
         0.0001
     """
 
+    # --- model and strategy ---
     backbone: str = "efficientnet_lite0"
-    """Registered backbone name or ``timm:<architecture>``."""
-    strategy: str = "linear-probe"
-    """linear-probe, partial, full, lp-ft or scratch."""
+    """Registered backbone (see `transferkit backbones`) or ``timm:<architecture>``."""
+    strategy: str = DEFAULT_STRATEGY
+    """A registered strategy (see `transferkit.strategies`), or auto: measure the data and train the advised plan."""
     weights: str | None = None
-    """Load backbone weights from this file instead of the registered source."""
+    """Backbone weights file (.pth/.pt/.safetensors) to load instead of the registered source."""
     freeze: int | None = None
-    """partial: number of leading stages to freeze (see `transferkit backbones --detail`)."""
+    """partial: freeze the first K stages (see `transferkit backbones --detail`)."""
     freeze_modules: str | None = None
     """Comma-separated module-name patterns to freeze, e.g. ``conv_stem,bn1,blocks.0*``."""
+    # --- optimisation ---
     epochs: int = 10
     """Training epochs (for lp-ft: both phases together)."""
     lp_epochs: int | None = None
@@ -92,7 +100,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     """adamw or sgd (momentum 0.9, nesterov)."""
     lr: float | None = None
-    """Learning rate of pretrained layers; default 1e-4 (AdamW) or 5e-3 (SGD)."""
+    """Learning rate of pretrained layers; default 1e-4 (AdamW) or 5e-3 (SGD). The new head gets x head_lr_mult."""
     head_lr_mult: float = 10.0
     """The new head learns this many times faster than pretrained layers (not in lp-ft's fine-tune phase, whose
     head the probe has trained already)."""
@@ -108,6 +116,7 @@ class TrainConfig:
     """Fine-tuning from pretrained weights: keep BatchNorm's pretrained running statistics (frozen) or re-estimate
     them from the training batches (update). scratch always updates them. Frozen measured 5-7 points better on
     Fashion-MNIST with 100 images per class (full 82.6% vs 77.4%, lp-ft 81.7% vs 74.7%)."""
+    # --- data and augmentation ---
     image_size: int | None = None
     """Input size in pixels; default: the backbone's size, or ~3.5x the side of small source images."""
     crop_pct: float = 1.0
@@ -119,6 +128,7 @@ class TrainConfig:
     default from the recipe (resized-crop small, pad-crop large)."""
     random_erase: float = 0.0
     """Fraction of training images with a random rectangle blanked (pad-crop on array-backed data only)."""
+    # --- run ---
     recipe: str = "auto"
     """Defaults for the fields left unset: small, large, or auto (large from 10,000 training images on when
     fine-tuning, small otherwise). See `RECIPES`."""
@@ -130,9 +140,10 @@ class TrainConfig:
     seed: int = 0
     """Seed for splits, initialisation and data order."""
     patience: int | None = None
-    """Stop after this many epochs without a better validation accuracy."""
+    """Early stopping: stop after this many epochs without a better validation accuracy."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda[:N]."""
+    # --- speed ---
     workers: int = 0
     """DataLoader worker processes (per process under torchrun)."""
     precision: str = "fp32"
@@ -166,6 +177,7 @@ class TrainConfig:
     """Memory the prefix cache may take, training and validation activations together."""
     decode_cache: bool = True
     """Decode and resize each image once per run into a memory-mapped array instead of every epoch."""
+    # --- safety ---
     allow_partial_weights: bool = False
     """Accept a checkpoint that covers too little of the backbone."""
     allow_unsafe_pickle: bool = False
@@ -178,8 +190,8 @@ class TrainConfig:
     """Also save the resumable state every this many steps within an epoch (0: at epoch ends only)."""
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES and self.strategy != "auto":
-            raise ConfigError(f"strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy not in strategy_names() and self.strategy != "auto":
+            raise ConfigError(f"strategy {self.strategy!r}: choose auto or one of {', '.join(strategy_names())}")
         if self.bn_stats not in BN_STATS:
             raise ConfigError(f"bn_stats {self.bn_stats!r}: choose one of {', '.join(BN_STATS)}")
         if self.precision not in PRECISIONS:
@@ -196,8 +208,11 @@ class TrainConfig:
             raise ConfigError(f"recipe {self.recipe!r}: choose auto or one of {', '.join(RECIPES)}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        if self.strategy == "partial" and self.freeze is None and not self.freeze_modules:
-            raise ConfigError("strategy 'partial' needs freeze (stages) or freeze_modules")
+        if self.strategy != "auto":
+            try:
+                get_strategy(self.strategy).check(self)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
@@ -223,7 +238,7 @@ class TrainConfig:
         """A copy with every field the recipe decides filled in, for `n_train` training images."""
         name = self.recipe
         if name == "auto":
-            fine_tuning = self.strategy in ("full", "lp-ft", "partial", "scratch")
+            fine_tuning = self.strategy != "auto" and get_strategy(self.strategy).fine_tunes
             name = "large" if fine_tuning and n_train >= LARGE_DATA else "small"
         values = {k: v for k, v in RECIPES[name].items() if getattr(self, k) is None}
         return replace(self, **values) if values else self
@@ -254,3 +269,22 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         return cls.from_dict(data)
+
+
+@cache
+def field_help(cls: type = TrainConfig) -> dict[str, str]:
+    """Each field's docstring (the string literal after it in the class body), whitespace collapsed.
+
+    The docstrings are the one place a field is documented: the CLI's option help is read from here.
+
+    Example:
+        >>> field_help()["seed"]
+        'Seed for splits, initialisation and data order.'
+    """
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and documented:
+            docs[node.target.id] = re.sub(r"\s+", " ", str(after.value.value)).strip()
+    return docs

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource, from_folder, from_list
+from transferkit.data import ImageSource, from_folder
 from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
 from transferkit.train.distributed import init_distributed
-from transferkit.train.rundir import new_run_dir
+from transferkit.train.rundir import RunDir, new_run_dir
 from transferkit.train.runner import RunResult, train_run
 
 __all__ = ["Finetuner"]
@@ -21,7 +20,7 @@ class Finetuner:
     """Fine-tune a pretrained backbone on a labelled image dataset.
 
     Example:
-        >>> tuner = Finetuner.from_folder("data/pets", backbone="efficientnet_lite0", strategy="linear-probe")
+        >>> tuner = Finetuner.from_folder("data/pets", backbone="efficientnet_lite0", strategy="full")
         >>> result = tuner.fit(out="runs")                      # doctest: +SKIP
         >>> tuner.predict(["cat.jpg"], top_k=3)                # doctest: +SKIP
 
@@ -59,25 +58,6 @@ class Finetuner:
             config=TrainConfig(**config),
         )
 
-    @classmethod
-    def from_lists(
-        cls,
-        train_list: str | Path,
-        *,
-        val_list: str | Path | None = None,
-        test_list: str | Path | None = None,
-        root: str | Path | None = None,
-        **config,
-    ) -> Finetuner:
-        """List files of `relative/path label` lines; paths are relative to `root` (default: each list's folder)."""
-        train = from_list(train_list, root=root)
-        return cls(
-            train,
-            val=from_list(val_list, root=root, classes=train.classes) if val_list else None,
-            test=from_list(test_list, root=root, classes=train.classes) if test_list else None,
-            config=TrainConfig(**config),
-        )
-
     def fit(
         self,
         out: str | Path = "runs",
@@ -96,12 +76,15 @@ class Finetuner:
         if path is None and dist.is_main:
             path = new_run_dir(out, name or _default_name(self.train, self.config))
         path = dist.broadcast(path)  # one numbered directory, chosen by rank 0
-        self.result = train_run(self.config, self.train, self.val, run_dir=path, resume=resume)
+        config = self.config
+        if config.strategy == "auto":  # measure the data first, then train the advised plan (advice.json)
+            from transferkit.advise.auto import resolve_auto
+
+            config = resolve_auto(config, self.train, path, resume=resume)
+        self.result = train_run(config, self.train, self.val, run_dir=path, resume=resume)
         if self.test is not None and dist.is_main:
             self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
-            summary = json.loads((path / "summary.json").read_text())
-            summary["test_acc"] = self.test_metrics.accuracy
-            (path / "summary.json").write_text(json.dumps(summary, indent=2))
+            RunDir(path).update_summary(test_acc=self.test_metrics.accuracy)
             console.print(f"test accuracy {100 * self.test_metrics.accuracy:.2f}% on {self.test_metrics.n} images")
         return self.result
 

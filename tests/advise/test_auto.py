@@ -8,6 +8,7 @@ import pytest
 
 from transferkit import TrainConfig, from_folder, train_run
 from transferkit.advise import Measurements
+from transferkit.advise.auto import resolve_auto
 
 
 @pytest.fixture
@@ -36,7 +37,11 @@ def peaked_advice(monkeypatch):
 
 def test_train_run_with_auto_freezes_what_the_advice_says(tmp_path, image_folder, val_folder, peaked_advice):
     config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=1, batch_size=8, device="cpu")
-    result = train_run(config, from_folder(image_folder), from_folder(val_folder), run_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="resolve_auto"):  # the advice is taken before the runner is called
+        train_run(config, from_folder(image_folder), run_dir=tmp_path / "unresolved")
+    train = from_folder(image_folder)
+    resolved = resolve_auto(config, train, tmp_path / "run")
+    result = train_run(resolved, train, from_folder(val_folder), run_dir=tmp_path / "run")
     advice = json.loads((tmp_path / "run" / "advice.json").read_text())
     assert (advice["regime"], advice["strategy"], advice["freeze"]) == ("small-different", "partial", 2)
     assert "strategy: partial" in (tmp_path / "run" / "config.yaml").read_text()

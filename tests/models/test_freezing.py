@@ -2,7 +2,10 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from transferkit import TrainConfig
+from transferkit.config import ConfigError
 from transferkit.models import apply_freeze, backbone_stages, build_model, head_keys, plan_freeze, set_train_mode
+from transferkit.strategies import UnknownStrategyError, get_strategy
 
 
 def _model(backbone="tiny_resnet", classes=3):
@@ -10,8 +13,14 @@ def _model(backbone="tiny_resnet", classes=3):
     return build_model(backbone, classes).model
 
 
+def _plan(model, strategy, freeze_stages=None, freeze_modules=None):
+    """What the strategy's first phase freezes, as a run with these settings would decide it."""
+    config = TrainConfig(backbone="tiny_resnet", strategy=strategy, freeze=freeze_stages, freeze_modules=freeze_modules)
+    return get_strategy(strategy).phases(config)[0].freeze.plan(model)
+
+
 def _freeze(model, strategy, **kwargs):
-    plan = plan_freeze(model, strategy, **kwargs)
+    plan = _plan(model, strategy, **kwargs)
     apply_freeze(model, plan)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
@@ -55,9 +64,9 @@ def test_partial_freezes_exactly_the_first_k_stages(k):
 def test_partial_rejects_a_stage_count_the_backbone_does_not_have():
     model = _model()
     with pytest.raises(ValueError, match="has 5 stages"):
-        plan_freeze(model, "partial", freeze_stages=6)
-    with pytest.raises(ValueError, match="needs --freeze"):
-        plan_freeze(model, "partial")
+        _plan(model, "partial", freeze_stages=6)
+    with pytest.raises(ConfigError, match="needs freeze"):
+        _plan(model, "partial")
 
 
 @pytest.mark.parametrize("strategy", ["full", "scratch"])
@@ -86,12 +95,14 @@ def test_freeze_modules_never_freezes_the_head_and_must_match_something():
     assert set(head_keys(model)) <= trainable
     assert not any(n.startswith("layer4.") for n in trainable)
     with pytest.raises(ValueError, match="matched no parameter"):
-        plan_freeze(model, "full", freeze_modules="no_such_module*")
+        plan_freeze(model, modules="no_such_module*")
 
 
 def test_unknown_strategy_is_an_error():
-    with pytest.raises(ValueError, match="unknown strategy"):
-        plan_freeze(_model(), "half")
+    with pytest.raises(UnknownStrategyError, match="unknown strategy 'half'; choose one of linear-probe"):
+        get_strategy("half")
+    with pytest.raises(ConfigError, match="strategy 'half'"):
+        TrainConfig(strategy="half")
 
 
 def test_frozen_batchnorm_keeps_eval_mode_and_running_stats_through_a_training_step():

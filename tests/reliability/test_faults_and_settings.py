@@ -13,8 +13,9 @@ from transferkit.config import TrainConfig
 from transferkit.data import from_folder
 from transferkit.evaluate import evaluate_run
 from transferkit.train import runner
+from transferkit.train import setup as train_setup
 from transferkit.train.checkpoint import CheckpointError, load_training_state
-from transferkit.train.loop import EpochProgress, TrainingDivergedError, train_one_epoch
+from transferkit.train.loop import EpochProgress, StepSettings, TrainingDivergedError, train_one_epoch
 
 
 def _batches(n: int):
@@ -48,8 +49,8 @@ def test_non_finite_loss_skips_the_step_and_counts_it(capsys):
     weights = []
     progress = EpochProgress()
     train_one_epoch(
-        model, _batches(5), optimizer, scheduler, _NanAt({2, 4}), torch.device("cpu"), progress=progress,
-        on_step=lambda p: weights.append(model.weight.detach().clone()), max_bad_steps=3,
+        model, _batches(5), optimizer, scheduler, StepSettings(loss_fn=_NanAt({2, 4}), max_bad_steps=3),
+        progress=progress, on_step=lambda p: weights.append(model.weight.detach().clone()),
     )  # fmt: skip
     assert progress.skipped_steps == 2 and progress.step == 5 and progress.seen == 12
     assert torch.equal(weights[0], weights[1]) and torch.equal(weights[2], weights[3])  # no update on 2 and 4
@@ -67,8 +68,7 @@ def test_non_finite_gradient_is_skipped_too(capsys):
     progress = EpochProgress()
     with pytest.raises(TrainingDivergedError, match="2 steps in a row"):
         train_one_epoch(
-            model, _batches(3), optimizer, scheduler, nn.CrossEntropyLoss(), torch.device("cpu"),
-            progress=progress, max_bad_steps=2,
+            model, _batches(3), optimizer, scheduler, StepSettings(max_bad_steps=2), progress=progress
         )  # fmt: skip
     assert torch.equal(model.weight, before)
     assert "non-finite gradient, step skipped" in " ".join(capsys.readouterr().out.split())
@@ -81,7 +81,7 @@ def _config(**kw) -> TrainConfig:
 
 def test_consecutive_bad_steps_abort_and_keep_the_last_good_checkpoint(image_folder, tmp_path, monkeypatch):
     # Fine for the first epoch (4 steps), NaN from then on.
-    monkeypatch.setattr(runner.nn, "CrossEntropyLoss", lambda **kw: _NanAt(set(range(5, 100))))
+    monkeypatch.setattr(train_setup.nn, "CrossEntropyLoss", lambda **kw: _NanAt(set(range(5, 100))))
     run = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match="3 steps in a row"):
         runner.train_run(_config(max_bad_steps=3), from_folder(image_folder), run_dir=run)
@@ -91,7 +91,7 @@ def test_consecutive_bad_steps_abort_and_keep_the_last_good_checkpoint(image_fol
 
 
 def test_isolated_bad_steps_are_counted_in_the_summary(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner.nn, "CrossEntropyLoss", lambda **kw: _NanAt({2, 6, 7}))
+    monkeypatch.setattr(train_setup.nn, "CrossEntropyLoss", lambda **kw: _NanAt({2, 6, 7}))
     run = tmp_path / "run"
     runner.train_run(_config(), from_folder(image_folder), run_dir=run)
     assert json.loads((run / "summary.json").read_text())["skipped_steps"] == 3

@@ -43,10 +43,10 @@ def _budget_config(**kwargs):
 
 
 def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_folder, monkeypatch):
-    from transferkit.train import runner as runner_module
+    from transferkit.train import _budget as budget_module
 
     # A measured epoch of 2.5 s: a 20 s budget has room for 7 at most (less set-up), not the 50 asked for.
-    monkeypatch.setattr(runner_module, "measure_epoch", lambda *a, **k: EpochCost(2.0, 0.5))
+    monkeypatch.setattr(budget_module, "measure_epoch", lambda *a, **k: EpochCost(2.0, 0.5))
     run = tmp_path / "run"
     result = train_run(_budget_config(time_budget="20s"), from_folder(image_folder), run_dir=run)
     planned = json.loads((run / "budget.json").read_text())["full"]
@@ -56,10 +56,10 @@ def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_fol
 
 
 def test_a_run_that_falls_behind_its_plan_stops_at_an_epoch_end(tmp_path, image_folder, monkeypatch, capsys):
-    from transferkit.train import runner as runner_module
+    from transferkit.train import _budget as budget_module
 
     # A measurement far too optimistic plans all 50 epochs; the real ones cannot fit in 2 s.
-    monkeypatch.setattr(runner_module, "measure_epoch", lambda *a, **k: EpochCost(1e-4, 1e-4))
+    monkeypatch.setattr(budget_module, "measure_epoch", lambda *a, **k: EpochCost(1e-4, 1e-4))
     result = train_run(_budget_config(time_budget="2s"), from_folder(image_folder), run_dir=tmp_path / "run")
     assert len(result.history) < 50
     assert result.seconds < 15
@@ -67,16 +67,16 @@ def test_a_run_that_falls_behind_its_plan_stops_at_an_epoch_end(tmp_path, image_
 
 
 def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_folder, monkeypatch):
-    from transferkit.train import runner as runner_module
+    from transferkit.train import _loaders as loaders_module
 
     made = []
-    real = runner_module.ArrayBatches
+    real = loaders_module.ArrayBatches
 
     def spy(*args, **kwargs):
         made.append(kwargs["train"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "ArrayBatches", spy)
+    monkeypatch.setattr(loaders_module, "ArrayBatches", spy)
     config = _budget_config(epochs=3, augmentation="pad-crop", cache_dir=str(tmp_path / "cache"))
     result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
     assert sorted(made) == [False, True]  # the decoded images feed both the training and the validation loader
@@ -87,8 +87,8 @@ def test_measuring_an_epoch_leaves_the_model_and_optimiser_as_they_were():
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
+    from transferkit.train import StepSettings
     from transferkit.train._budget import measure_epoch
-    from transferkit.train._precision import MixedPrecision
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -98,9 +98,7 @@ def test_measuring_an_epoch_leaves_the_model_and_optimiser_as_they_were():
     model(torch.randn(1, 3, 6, 6))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cost = measure_epoch(
-        model, data, data, optimizer, torch.nn.CrossEntropyLoss(), torch.device("cpu"), MixedPrecision(), False
-    )
+    cost = measure_epoch(model, data, data, optimizer, StepSettings())
     assert cost.train_seconds > 0 and cost.val_seconds > 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key

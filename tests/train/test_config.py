@@ -74,3 +74,28 @@ def test_yaml_with_unknown_keys_or_not_a_mapping_is_rejected(tmp_path):
     (tmp_path / "bad.yaml").write_text("strategy: half\n")
     with pytest.raises(ConfigError, match="strategy 'half'"):
         TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_a_config_yaml_written_by_version_0_1_still_loads():
+    """A run folder's config.yaml from before the fields were grouped and documented in place."""
+    from pathlib import Path
+
+    config = TrainConfig.from_yaml(Path(__file__).parent / "data" / "config-v0.1.yaml")
+    assert (config.strategy, config.freeze, config.epochs, config.image_size) == ("partial", 2, 3, 48)
+    assert config.time_budget == "5m" and config.to_dict() == TrainConfig(**config.to_dict()).to_dict()
+
+
+def test_every_field_documents_itself_and_the_cli_help_reads_it():
+    import argparse
+    from dataclasses import fields
+
+    from transferkit.cli._config_args import add_config_arguments
+    from transferkit.config import field_help
+
+    docs = field_help()
+    assert set(docs) == {f.name for f in fields(TrainConfig)}
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["batch_size"].startswith(docs["batch_size"].replace("%", "%%"))
+    assert helps["recipe"] and helps["lp_epochs"]

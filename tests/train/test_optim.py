@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from transferkit import TrainConfig
-from transferkit.models import apply_freeze, build_model, head_keys, plan_freeze
+from transferkit.models import apply_freeze, build_model, head_keys
+from transferkit.strategies import get_strategy
 from transferkit.train import build_optimizer, build_scheduler, param_groups
 
 
 def _model(strategy="full"):
     model = build_model("tiny_effnet", 3).model
-    apply_freeze(model, plan_freeze(model, strategy))
+    apply_freeze(model, get_strategy(strategy).phases(TrainConfig(strategy=strategy))[0].freeze.plan(model))
     return model
 
 

@@ -4,13 +4,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit import TrainConfig, from_folder, train_run
 from transferkit.models import apply_freeze, build_model, plan_freeze
-from transferkit.train import runner as runner_module
+from transferkit.train import _phases as runner_module
 from transferkit.train._prefix_cache import cache_prefix, find_frozen_prefix
 
 
 def _frozen_tiny(stages=2):
     model = build_model("tiny_resnet", 3, pretrained=False).model
-    apply_freeze(model, plan_freeze(model, "partial", freeze_stages=stages))
+    apply_freeze(model, plan_freeze(model, stages=stages))
     return model
 
 

@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 
 from transferkit import TrainConfig, from_folder, from_list, train_run
 from transferkit.models import build_model
+from transferkit.train import _phases as runner_module
 from transferkit.train import load_checkpoint
-from transferkit.train import runner as runner_module
 
 CLASSES = ["blue", "green", "red"]
 RUN_FILES = [

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from transferkit.advise.measure import Measurements
 from transferkit.config import DEFAULT_LR, TrainConfig
+from transferkit.strategies import Strategy, get_strategy, strategy_names
 
 __all__ = ["THRESHOLDS", "Advice", "decide", "partial_depth"]
 
@@ -110,7 +111,7 @@ class Advice:
     def explain(self) -> str:
         """The plan and its reasons as plain text."""
         plan = f"{self.strategy}" + (f" --freeze {self.freeze}" if self.freeze is not None else "")
-        if self.strategy == "scratch":
+        if not get_strategy(self.strategy).pretrained:
             scratch = self.lr * self.scratch_lr_mult
             rates = f"lr {scratch:g} for every layer (--lr {self.lr:g} x{self.scratch_lr_mult:g})"
         else:
@@ -132,7 +133,7 @@ class Advice:
         for name in _ADVISED_FIELDS[2:]:
             if getattr(config, name) == getattr(defaults, name):
                 changes[name] = getattr(self, name)
-        if self.strategy == "partial" and config.freeze is None and not config.freeze_modules:
+        if get_strategy(self.strategy).uses_depth and config.freeze is None and not config.freeze_modules:
             changes["freeze"] = self.freeze
         if config.lp_epochs is not None and config.lp_epochs >= changes.get("epochs", config.epochs):
             changes["lp_epochs"] = None
@@ -165,10 +166,11 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
     n_train = m.n_images
 
     if not m.pretrained:
-        reasons.append(f"{m.backbone} has no pretrained weights: there are no features to transfer, train every layer")
+        chosen = strategy_for("no-pretrained-weights")
+        reasons.append(f"{m.backbone} has no pretrained weights: {chosen.advice}")
         return Advice(
-            "no-pretrained-weights", size, "unknown", "scratch", None, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
-            _epochs(n_train), m.image_size, [], reasons, m,
+            "no-pretrained-weights", size, "unknown", chosen.name, None, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
+            _epochs(n_train), m.image_size, list(chosen.alternatives), reasons, m,
         )  # fmt: skip
 
     gain = m.probe_gain
@@ -202,31 +204,12 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
                 "the last stages specialised in something these images do not need"
             )
     similarity = "similar" if similar else "different"
-    freeze, alternatives = None, []
-    if small and similar:
-        strategy, epochs, alternatives = "linear-probe", _PROBE_EPOCHS, ["lp-ft"]
-        reasons.append("small and similar: train only the new head on the frozen features")
-    elif small:
-        strategy, epochs, alternatives = "partial", _epochs(n_train), ["linear-probe", "full"]
-        n_stages = len(stages)
-        freeze = partial_depth(stages)
-        reasons.append(
-            f"small and different: keep the stages up to the best one frozen (--freeze {freeze} of "
-            f"{n_stages} stages) and retrain the later ones, which fit these images worst"
-        )
-    elif similar:
-        strategy, epochs, alternatives = "lp-ft", _epochs(n_train), ["full", "linear-probe"]
-        reasons.append(
-            "large and similar: enough data to adapt every layer; probing first keeps the good features from "
-            "being distorted by a random head"
-        )
-    else:
-        strategy, epochs, alternatives = "full", _epochs(n_train), ["scratch", "partial"]
-        reasons.append(
-            "large and different: every layer must adapt; the pretrained weights are still a better start than "
-            "random ones on a short schedule (scratch catches up only with long training)"
-        )
-    if strategy != "linear-probe":
+    chosen = strategy_for(f"{size}-{similarity}")
+    freeze = partial_depth(stages) if chosen.uses_depth else None
+    epochs = _epochs(n_train) if chosen.fine_tunes else _PROBE_EPOCHS
+    reasons.append(chosen.advice.format(freeze=freeze, stages=len(stages)))
+    strategy, alternatives = chosen.name, list(chosen.alternatives)
+    if chosen.fine_tunes:
         reasons.append(
             f"pretrained layers learn at {lr:g}, a tenth of the from-scratch rate; "
             f"the new head at {lr * _HEAD_LR_MULT:g}"
@@ -235,6 +218,14 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         f"{size}-{similarity}", size, similarity, strategy, freeze, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
         epochs, m.image_size, alternatives, reasons, m,
     )  # fmt: skip
+
+
+def strategy_for(regime: str) -> Strategy:
+    """The registered strategy that is the plan for `regime` (`Strategy.regimes`)."""
+    found = [get_strategy(name) for name in strategy_names() if regime in get_strategy(name).regimes]
+    if not found:
+        raise ValueError(f"no registered strategy is the plan for the {regime} regime")
+    return found[0]
 
 
 def partial_depth(stage_logme: list[float]) -> int:

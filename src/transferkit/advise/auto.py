@@ -27,7 +27,7 @@ def resolve_auto(config: TrainConfig, source: ImageSource, run_dir: str | Path, 
         resume: The run continues an interrupted one.
     """
     from transferkit.advise import advise
-    from transferkit.train.runner import resolve_device
+    from transferkit.train.setup import resolve_device
 
     path = Path(run_dir) / ADVICE_FILE
     if resume and path.is_file():

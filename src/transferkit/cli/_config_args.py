@@ -5,34 +5,26 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, fields
 
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, field_help
+from transferkit.strategies import strategy_names
 
 __all__ = ["add_config_arguments", "config_from_args"]
 
-# Options spelled differently from their field, and help texts shorter than the field docs.
-_HELP = {
-    "backbone": "registered backbone (see `transferkit backbones`) or timm:<architecture>",
-    "strategy": "linear-probe | partial | full | lp-ft | scratch | auto (measure the data, train the advised plan)",
-    "weights": "backbone weights file (.pth/.pt/.safetensors) instead of the registered source",
-    "freeze": "partial: freeze the first K stages",
-    "freeze_modules": "freeze modules matching these comma-separated patterns (e.g. 'conv_stem,bn1,blocks.0*')",
-    "lr": "learning rate of pretrained layers (default 1e-4 AdamW / 5e-3 SGD; the head gets x head-lr-mult)",
-    "patience": "early stopping: epochs without a better validation accuracy",
-    "image_size": "input size in pixels (default: the backbone's)",
-}
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One option per TrainConfig field; booleans get --x / --no-x."""
+    """One option per TrainConfig field, its help the field's docstring; booleans get --x / --no-x."""
     group = parser.add_argument_group("training")
+    docs = field_help(TrainConfig)
     group.add_argument("--config", help="YAML file with TrainConfig fields; options given here override it")
     for f in fields(TrainConfig):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        help_text = _HELP.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
-        if f.type in ("bool", bool):
+        help_text = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if f.name == "strategy":  # the registry decides the choices, so a newly registered strategy shows up here
+            group.add_argument(flag, dest=f.name, choices=[*strategy_names(), "auto"], default=None, help=help_text)
+        elif f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)

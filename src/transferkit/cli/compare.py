@@ -6,8 +6,7 @@ import argparse
 
 from transferkit.cli._config_args import add_config_arguments, config_from_args
 from transferkit.cli._data_args import add_data_arguments, load_sources
-
-_DEFAULT = "linear-probe,lp-ft,full,scratch"
+from transferkit.strategies import DEFAULT_STRATEGY, compare_defaults, get_strategy, strategy_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_arguments(parser)
     add_config_arguments(parser, skip=("strategy",))
+    default = ",".join(compare_defaults())
+    depth = [name for name in strategy_names() if get_strategy(name).uses_depth]
     parser.add_argument(
         "--strategies",
-        default=_DEFAULT,
-        help=f"comma-separated strategies to compare (default: {_DEFAULT}); partial uses --freeze, "
-        "by default half the backbone's stages; auto trains the plan `transferkit advise` gives",
+        default=default,
+        help=f"comma-separated strategies to compare, from {', '.join(strategy_names())} and auto "
+        f"(default: {default}); {', '.join(depth) or 'a strategy with a depth'} uses --freeze, by default half the "
+        "backbone's stages; auto trains the plan `transferkit advise` gives",
     )
     parser.add_argument("--cv", type=int, metavar="K", help="K-fold stratified cross-validation over train + val")
     parser.add_argument("--out", default="runs", help="folder for the compare directory (default: runs)")
@@ -38,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from transferkit.compare import run_compare
 
-    # The strategy field is set per strategy; a placeholder keeps a --config YAML with `partial` valid.
-    config = config_from_args(args, strategy="linear-probe")
+    # The strategy field is set per strategy; a placeholder keeps a --config YAML naming any strategy valid.
+    config = config_from_args(args, strategy=DEFAULT_STRATEGY)
     sources = load_sources(args, config.seed)
     result = run_compare(
         sources.train,

@@ -29,13 +29,14 @@ from transferkit.export.errors import ExportError
 from transferkit.export.onnx import _import_onnx, read_onnx_metadata, write_onnx_metadata
 from transferkit.export.parity import FP32_TOLERANCE, compare_logits
 from transferkit.models.surgery import init_head
+from transferkit.strategies import get_strategy
 from transferkit.train._order import EpochBatchSampler
 from transferkit.train._probe import lbfgs_epochs
 from transferkit.train.linear_head import LbfgsHead
-from transferkit.train.loop import EpochResult, fit
+from transferkit.train.loop import EpochResult, StepSettings, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir, new_run_dir
-from transferkit.train.runner import seed_everything
+from transferkit.train.setup import seed_everything
 
 __all__ = ["CutRunResult", "train_from_model_file"]
 
@@ -95,8 +96,10 @@ def train_from_model_file(
     """
     start = time.perf_counter()
     config = (config or TrainConfig()).with_recipe(len(train))
-    if config.strategy != "linear-probe":
-        raise ExportError(f"a model file backbone supports --strategy linear-probe only, not {config.strategy!r}")
+    if config.strategy == "auto" or not all(p.probe for p in get_strategy(config.strategy).phases(config)):
+        raise ExportError(
+            f"a model file backbone supports strategies that only train the head, not {config.strategy!r}"
+        )
     model_file = Path(model_file)
     model = load_model(model_file)
     feature = resolve_cut(model, cut_at, str(model_file))
@@ -186,15 +189,15 @@ def _fit_minibatch(
         total_steps=config.epochs * len(train_loader),
         warmup_steps=int(config.warmup_epochs * len(train_loader)),
     )
+    settings = StepSettings(torch.device("cpu"), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
     return fit(
         head,
         train_loader,
         val_loader,
+        settings,
         epochs=config.epochs,
         optimizer=optimizer,
         scheduler=scheduler,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        device=torch.device("cpu"),
         phase="probe",
         on_epoch=best,
     )

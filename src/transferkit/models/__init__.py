@@ -3,7 +3,6 @@
 from transferkit.models._state_dict import WeightFileError, read_state_dict, unwrap_state_dict
 from transferkit.models.build import BuiltModel, build_model, preprocessing_config
 from transferkit.models.freezing import (
-    STRATEGIES,
     FreezePlan,
     Stage,
     apply_freeze,
@@ -17,7 +16,6 @@ from transferkit.models.surgery import head_keys, replace_head
 from transferkit.models.weights import FileWeights, HubWeights, PackageWeights, WeightSource
 
 __all__ = [
-    "STRATEGIES",
     "BackboneSpec",
     "BuiltModel",
     "FileWeights",

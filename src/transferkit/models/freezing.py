@@ -1,4 +1,4 @@
-"""What trains and what stays frozen: stages, strategies and module-name patterns."""
+"""What trains and what stays frozen: stages and module-name patterns (strategies decide which, see `strategies`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferkit.models.surgery import head_keys
 
-__all__ = ["STRATEGIES", "FreezePlan", "Stage", "apply_freeze", "backbone_stages", "plan_freeze", "set_train_mode"]
-
-STRATEGIES = ("linear-probe", "partial", "full", "lp-ft", "scratch")
+__all__ = ["FreezePlan", "Stage", "apply_freeze", "backbone_stages", "plan_freeze", "set_train_mode"]
 
 
 @dataclass(frozen=True)
@@ -59,48 +57,45 @@ def backbone_stages(model: nn.Module) -> list[Stage]:
 
 def plan_freeze(
     model: nn.Module,
-    strategy: str,
     *,
-    freeze_stages: int | None = None,
-    freeze_modules: str | None = None,
+    backbone: bool = False,
+    stages: int | None = None,
+    modules: str | None = None,
+    from_scratch: bool = False,
 ) -> FreezePlan:
-    """Decide which parameters a strategy freezes (nothing is changed yet).
+    """Decide which parameters to freeze (nothing is changed yet); the new head always trains.
 
     Args:
         model: A model with its new head.
-        strategy: One of `STRATEGIES`. `lp-ft` starts as a linear probe.
-        freeze_stages: For `partial`: how many leading stages to freeze.
-        freeze_modules: Comma-separated module-name patterns (fnmatch, e.g. ``conv_stem,bn1,blocks.0*``)
-            to freeze in addition; a pattern matches a module and everything under it.
+        backbone: Freeze the whole backbone.
+        stages: Freeze this many leading stages (`backbone_stages`).
+        modules: Comma-separated module-name patterns (fnmatch, e.g. ``conv_stem,bn1,blocks.0*``) to freeze
+            in addition; a pattern matches a module and everything under it.
+        from_scratch: The weights are random (only changes the description).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     head = set(head_keys(model))
     all_names = [n for n, _ in model.named_parameters()]
     frozen: set[str] = set()
     what = []
-    if strategy in ("linear-probe", "lp-ft"):
+    if backbone:
         frozen |= {n for n in all_names if n not in head}
         what.append("whole backbone frozen (BatchNorm statistics too)")
-    elif strategy == "partial":
-        stages = backbone_stages(model)
-        if freeze_stages is None and not freeze_modules:
-            raise ValueError("strategy 'partial' needs --freeze K (stages) or --freeze-modules PATTERNS")
-        if freeze_stages is not None:
-            if not 0 <= freeze_stages <= len(stages):
-                raise ValueError(f"--freeze {freeze_stages}: this backbone has {len(stages)} stages (0..{len(stages)})")
-            for stage in stages[:freeze_stages]:
-                frozen |= set(stage.param_names)
-            what.append(f"first {freeze_stages} of {len(stages)} stages frozen")
-    if freeze_modules:
-        patterns = [p.strip() for p in freeze_modules.split(",") if p.strip()]
+    elif stages is not None:
+        found = backbone_stages(model)
+        if not 0 <= stages <= len(found):
+            raise ValueError(f"--freeze {stages}: this backbone has {len(found)} stages (0..{len(found)})")
+        for stage in found[:stages]:
+            frozen |= set(stage.param_names)
+        what.append(f"first {stages} of {len(found)} stages frozen")
+    if modules:
+        patterns = [p.strip() for p in modules.split(",") if p.strip()]
         matched = _match_modules(model, patterns)
         if not matched:
-            raise ValueError(f"--freeze-modules {freeze_modules!r} matched no parameter; see `backbones --detail`")
+            raise ValueError(f"--freeze-modules {modules!r} matched no parameter; see `backbones --detail`")
         frozen |= matched - head
         what.append(f"modules matching {','.join(patterns)} frozen")
     if not what:
-        what.append("all layers train" + (" from random initialisation" if strategy == "scratch" else ""))
+        what.append("all layers train" + (" from random initialisation" if from_scratch else ""))
     params = dict(model.named_parameters())
     n_frozen = sum(params[n].numel() for n in frozen)
     n_total = sum(p.numel() for p in params.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from transferkit.compare import CompareResult, StrategyRun, StrategySummary
+from transferkit.comparison import CompareResult, StrategyRun, StrategySummary, seconds_to_target
 from transferkit.train.rundir import RunDir
 
 __all__ = ["ReportError", "eval_dir", "load_result"]
@@ -71,7 +71,7 @@ def _single_run(path: Path) -> CompareResult:
         eval_acc=eval_acc,
         train_seconds=summary.get("seconds"),
         wall_seconds=summary.get("seconds", seconds),
-        seconds_to_target=_seconds_to(rows, best_val),
+        seconds_to_target=seconds_to_target(rows, best_val),
     )
     agg = StrategySummary(
         strategy,
@@ -95,17 +95,6 @@ def _single_run(path: Path) -> CompareResult:
     }
     targets = {"all": best_val} if best_val is not None else {}
     return CompareResult(path, [single], [agg], targets, strategy, info)
-
-
-def _seconds_to(rows: list[dict], target: float | None) -> float | None:
-    if target is None:
-        return None
-    elapsed = 0.0
-    for row in rows:
-        elapsed += float(row["seconds"])
-        if float(row["val_acc"]) >= target - 1e-9:
-            return elapsed
-    return None
 
 
 def _read_json(path: Path) -> dict | None:

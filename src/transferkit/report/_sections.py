@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from transferkit.compare import CompareResult, StrategyRun
+from transferkit.comparison import CompareResult, StrategyRun
 from transferkit.report._examples import read_examples
 from transferkit.report._load import eval_dir
 from transferkit.report._table import table_rows

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from transferkit.compare import CompareResult
+    from transferkit.comparison import CompareResult
 
 __all__ = ["summary_table", "table_rows"]
 

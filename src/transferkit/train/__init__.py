@@ -1,7 +1,7 @@
 """Parameter groups and optimisers, the loop, checkpoints and the run directory."""
 
 from transferkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from transferkit.train.loop import EpochResult, evaluate_loader, fit, train_one_epoch
+from transferkit.train.loop import EpochResult, StepSettings, evaluate_loader, fit, train_one_epoch
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.rundir import RunDir, new_run_dir
 from transferkit.train.runner import RunResult, resolve_device, seed_everything, train_run
@@ -11,6 +11,7 @@ __all__ = [
     "EpochResult",
     "RunDir",
     "RunResult",
+    "StepSettings",
     "build_optimizer",
     "build_scheduler",
     "evaluate_loader",

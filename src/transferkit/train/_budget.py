@@ -1,8 +1,13 @@
-"""Fitting a phase's epochs into a wall-time budget: time a few real steps, then plan."""
+"""`--time-budget`: fit each phase's epochs into the wall time left, planned from a few timed real steps.
+
+The plan is saved in the run directory (budget.json) so that a resumed run keeps the same schedule; the stop at an
+epoch end, when the next epoch would not fit, is the tracker's (it is given the deadline).
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -11,10 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from transferkit._console import console
 from transferkit.models.freezing import set_train_mode
-from transferkit.train._precision import MixedPrecision
+from transferkit.train.distributed import DistContext
+from transferkit.train.loop import StepSettings
+from transferkit.train.rundir import RunDir
 
-__all__ = ["EpochCost", "measure_epoch", "plan_epochs"]
+__all__ = ["EpochCost", "TimeBudget", "measure_epoch", "plan_epochs"]
 
 # Steps timed after the warm-up ones (the first steps also pick kernels and fill caches). Four timed steps
 # misjudged 48 px Lite0 epochs on full Fashion-MNIST by -14% to +6% (201 and 246 s measured; ~232 s run).
@@ -40,20 +48,18 @@ def measure_epoch(
     train_loader: Iterable,
     val_loader: Iterable,
     optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    device: torch.device,
-    amp: MixedPrecision,
-    keep_bn_stats: bool,
+    settings: StepSettings,
 ) -> EpochCost:
     """Time a few training steps (data loading included) and one validation batch, then put everything back.
 
     The steps are real (forward, backward, optimiser step) so that the estimate holds, but the weights, buffers and
     optimiser state are restored afterwards: the run that follows is the one it would have been.
     """
+    device, amp, loss_fn = settings.device, settings.amp, settings.loss_fn
     saved_model = copy.deepcopy(module.state_dict())
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     n_train, n_val = len(train_loader), len(val_loader)  # type: ignore[arg-type]
-    set_train_mode(module, keep_bn_stats)
+    set_train_mode(module, settings.keep_bn_stats)
     times = []
     began = time.perf_counter()
     for step, (inputs, targets) in enumerate(train_loader):
@@ -91,3 +97,48 @@ def plan_epochs(cost: EpochCost, seconds_left: float, wanted: int) -> int:
     """
     fit = math.floor(seconds_left * _PLANNED_SHARE / max(cost.seconds, 1e-9))
     return max(1, min(int(wanted), fit))
+
+
+class TimeBudget:
+    """Each trained phase gets the epochs that fit in what is left of `seconds`, planned from measured steps.
+
+    Args:
+        start: `time.perf_counter()` when the run began (the clock includes setting up).
+        seconds: The budget; None plans nothing.
+        run: Where budget.json is kept.
+        resumed: A resumed run replays the saved plan and sets no new deadline.
+    """
+
+    def __init__(self, start: float, seconds: float | None, run: RunDir, resumed: bool) -> None:
+        self.path = run.path / "budget.json"
+        self.seconds = seconds
+        self.deadline = start + seconds if seconds is not None and not resumed else None
+        self.saved: dict = {}
+        if resumed and self.path.is_file():
+            self.saved = json.loads(self.path.read_text())
+
+    @property
+    def active(self) -> bool:
+        return self.deadline is not None
+
+    def epochs(self, name: str, wanted: int, measure, dist: DistContext) -> int:
+        """The epochs phase `name` trains: the saved plan, or `wanted` cut to what `measure()` says fits."""
+        if name in self.saved:
+            return int(self.saved[name])
+        if not self.active:
+            return wanted
+        cost = measure()
+        left = self.deadline - time.perf_counter()
+        epochs = plan_epochs(cost, left, wanted)
+        # Under torchrun every process measures; all must train the same epochs: the fewest planned wins.
+        votes = dist.sum([float(epochs) if rank == dist.rank else 0.0 for rank in range(dist.world_size)])
+        epochs = int(votes.min())
+        console.print(
+            f"time budget {self.seconds / 60:.1f} min: {left / 60:.1f} min left, an epoch of {name} measured "
+            f"{cost.seconds:.0f} s ({cost.train_seconds:.0f} s training, {cost.val_seconds:.0f} s validation): "
+            f"{epochs} of {wanted} epochs planned"
+        )
+        self.saved[name] = epochs
+        if dist.is_main:
+            self.path.write_text(json.dumps(self.saved, indent=2))
+        return epochs

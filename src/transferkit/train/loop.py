@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -16,7 +16,15 @@ from transferkit.models.freezing import set_train_mode
 from transferkit.train._precision import MixedPrecision
 from transferkit.train.distributed import DistContext, unwrap
 
-__all__ = ["EpochProgress", "EpochResult", "TrainingDivergedError", "evaluate_loader", "fit", "train_one_epoch"]
+__all__ = [
+    "EpochProgress",
+    "EpochResult",
+    "StepSettings",
+    "TrainingDivergedError",
+    "evaluate_loader",
+    "fit",
+    "train_one_epoch",
+]
 
 
 class TrainingDivergedError(ValueError):
@@ -59,40 +67,47 @@ class EpochProgress:
         return asdict(self)
 
 
+@dataclass
+class StepSettings:
+    """How every training step of a run is taken: the same for each phase, passed down as one object."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    loss_fn: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    dist: DistContext = field(default_factory=DistContext)
+    """Data-parallel context: loaders yield this process's slice of each global batch; figures are summed over
+    processes, and every process skips a step when any one saw a non-finite loss."""
+    amp: MixedPrecision = field(default_factory=MixedPrecision)
+    """Autocast and fp16 gradient scaling (CUDA), channels-last inputs; the default is plain fp32 as given."""
+    keep_bn_stats: bool = False
+    """BatchNorm layers normalise with their running statistics and keep them (see `set_train_mode`)."""
+    max_bad_steps: int | None = None
+    """Consecutive non-finite steps that abort training; None never aborts."""
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loss_fn: nn.Module,
-    device: torch.device,
+    settings: StepSettings,
     description: str = "train",
     *,
     progress: EpochProgress | None = None,
     on_step: Callable[[EpochProgress], None] | None = None,
-    max_bad_steps: int | None = None,
-    dist: DistContext | None = None,
-    amp: MixedPrecision | None = None,
-    keep_bn_stats: bool = False,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy on the training batches.
 
     A step whose loss or gradient is NaN or infinite is skipped (no weight update, the schedule still
-    advances) with a warning; `max_bad_steps` such steps in a row raise `TrainingDivergedError`.
+    advances) with a warning; `settings.max_bad_steps` such steps in a row raise `TrainingDivergedError`.
 
     Args:
         progress: Continue from this position (updated in place); the loader must already start at
             `progress.step` (see `EpochBatchSampler.set_position`).
         on_step: Called after every step with the updated progress (periodic checkpoints, Ctrl-C).
-        max_bad_steps: Consecutive non-finite steps that abort training; None never aborts.
-        dist: Data-parallel context: `loader` yields this process's slice of each global batch; figures are
-            summed over processes, and every process skips a step when any one saw a non-finite loss.
-        amp: Autocast and fp16 gradient scaling (CUDA), channels-last inputs; None is plain fp32 as given.
-        keep_bn_stats: BatchNorm layers normalise with their running statistics and keep them (see
-            `set_train_mode`).
     """
-    dist, amp = dist or DistContext(), amp or MixedPrecision()
-    set_train_mode(model, keep_bn_stats)
+    dist, amp, device, loss_fn = settings.dist, settings.amp, settings.device, settings.loss_fn
+    max_bad_steps = settings.max_bad_steps
+    set_train_mode(model, settings.keep_bn_stats)
     p = progress if progress is not None else EpochProgress()
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(loader), completed=p.step, status="")
@@ -188,35 +203,27 @@ def fit(
     model: nn.Module,
     train_loader: Iterable,
     val_loader: Iterable,
+    settings: StepSettings,
     *,
     epochs: int,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loss_fn: nn.Module,
-    device: torch.device,
     phase: str,
     first_epoch: int = 1,
     on_epoch: Callable[[EpochResult], bool] | None = None,
     start: EpochProgress | None = None,
     on_step: Callable[[int, EpochProgress], None] | None = None,
-    max_bad_steps: int | None = None,
-    dist: DistContext | None = None,
-    amp: MixedPrecision | None = None,
-    keep_bn_stats: bool = False,
 ) -> list[EpochResult]:
     """Train for `epochs`, evaluating after each; `on_epoch` returns True to stop early.
 
-    Validation loss is the plain cross-entropy (no label smoothing) so runs are comparable.
+    Validation loss is the plain cross-entropy (no label smoothing) so runs are comparable. Under data parallelism
+    `val_loader` yields this process's share of the validation data, and the figures are summed over processes.
 
     Args:
         start: Continue `first_epoch` from this position instead of its beginning (resume).
         on_step: Called as ``on_step(epoch, progress)`` after every training step.
-        max_bad_steps: See `train_one_epoch`.
-        dist: Data-parallel context (see `train_one_epoch`); `val_loader` yields this process's share of the
-            validation data, and the figures are summed over processes.
-        amp: See `train_one_epoch`.
-        keep_bn_stats: See `train_one_epoch`.
     """
+    dist, device, amp = settings.dist, settings.device, settings.amp
     eval_loss = nn.CrossEntropyLoss()
     results = []
     bad_in_row = start.bad_in_row if start is not None else 0
@@ -240,26 +247,15 @@ def fit(
                 on_step(epoch, p)
 
         train_loss, train_acc = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            scheduler,
-            loss_fn,
-            device,
-            f"{phase} epoch {epoch}",
-            progress=progress,
+            model, train_loader, optimizer, scheduler, settings, f"{phase} epoch {epoch}", progress=progress,
             on_step=step_hook,
-            max_bad_steps=max_bad_steps,
-            dist=dist,
-            amp=amp,
-            keep_bn_stats=keep_bn_stats,
-        )
+        )  # fmt: skip
         bad_in_row = progress.bad_in_row
         # The bare model: a DDP wrapper would synchronise in forward, and shards may differ in batch count.
         val_loss, val_acc, logits, labels = evaluate_loader(
             unwrap(model), val_loader, eval_loss, device, "validate", amp
         )
-        if dist is not None and dist.enabled:
+        if dist.enabled:
             n = len(labels)
             total = dist.sum([val_loss * n, (logits.argmax(1) == labels).sum().item(), n]).tolist()
             val_loss, val_acc = total[0] / total[2], total[1] / total[2]

@@ -1,0 +1,262 @@
+"""The named setup steps of a training run: processes and device, data, model, tracker.
+
+Each step takes what the previous ones produced and returns a typed value; `train_run` calls them in order and
+then runs the strategy's phases. The model-file probe (`export.cut`) uses the same steps where they apply.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit._console import console
+from transferkit.config import TrainConfig
+from transferkit.data import ImageSource
+from transferkit.data.check import CheckReport, preflight
+from transferkit.data.transforms import auto_image_size
+from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
+from transferkit.strategies import Phase, Strategy
+from transferkit.train._precision import MixedPrecision
+from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
+from transferkit.train._tracker import Tracker
+from transferkit.train.checkpoint import CheckpointError
+from transferkit.train.distributed import DistContext, init_distributed
+from transferkit.train.loop import EpochResult, StepSettings
+from transferkit.train.rundir import RunDir
+
+__all__ = [
+    "RunData",
+    "RunModel",
+    "Session",
+    "open_session",
+    "prepare_data",
+    "resolve_device",
+    "seed_everything",
+    "setup_model",
+    "setup_tracker",
+    "step_settings",
+    "write_run_files",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Session:
+    """This process's place in the run: its processes, run directory, device, and the state it resumes from."""
+
+    run: RunDir
+    dist: DistContext
+    device: torch.device
+    amp: MixedPrecision
+    point: ResumePoint | None
+    start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def resumed(self) -> bool:
+        return self.point is not None
+
+
+def open_session(config: TrainConfig, run_dir: str | Path, resume: bool | str | Path, start: float) -> Session:
+    """Join the other processes (torchrun), open the run directory, read the resume point, pick the device."""
+    # Under torchrun every process runs the whole run; only rank 0 writes files (and prints).
+    dist = init_distributed(config.device)
+    dist.check_batch_size(config.batch_size)
+    run = RunDir(run_dir)
+    with dist.main_first():  # rank 0 may repair a half-renamed checkpoint set before the others read it
+        point = read_resume_point(run.path, resume) if resume else None
+    if point is not None and int(point.state.get("world_size", 1)) != dist.world_size:
+        raise CheckpointError(
+            f"cannot resume {run.path} with {dist.world_size} process(es): it was trained with "
+            f"{point.state.get('world_size', 1)}; resume with that many (torchrun --nproc_per_node x --nnodes)"
+        )
+    if point is not None:
+        changes = config_changes(point.meta["config"], config.to_dict())
+        if changes:
+            warn("resuming with settings that differ from the interrupted run's: " + "; ".join(changes))
+    seed_everything(config.seed)
+    device = dist.device(resolve_device(config.device))
+    amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
+    if config.precision != "fp32" and not amp.enabled:
+        warn(f"precision {config.precision} applies on CUDA only; training in fp32 on {device}")
+    return Session(run, dist, device, amp, point, start)
+
+
+@dataclass
+class RunData:
+    """The training and validation data after the preflight checks."""
+
+    train: ImageSource
+    val: ImageSource
+    check: CheckReport
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.train.classes)
+
+    @property
+    def identity(self) -> dict:
+        """What a resumed run compares to tell whether it trains on the same data."""
+        return {"train": len(self.train), "val": len(self.val), "fingerprint": self.check.fingerprints["train"]}
+
+
+def prepare_data(config: TrainConfig, session: Session, train: ImageSource, val: ImageSource | None) -> RunData:
+    """Split off validation when none is given, check the classes, drop unreadable images (with a warning each)."""
+    train, val, check = preflight(
+        train, val, max_bad_fraction=config.max_bad_fraction, val_fraction=config.val_fraction, seed=config.seed
+    )
+    for path, reason in check.bad_images:
+        warn(f"skipping {path}: {reason}")
+    for message in check.warnings:
+        warn(message)
+    point = session.point
+    if point is not None and list(point.meta["classes"]) != list(train.classes):
+        raise CheckpointError(
+            f"cannot resume {session.run.path}: its classes {point.meta['classes']} differ from the data's classes "
+            f"{list(train.classes)}"
+        )
+    return RunData(train, val, check)
+
+
+@dataclass
+class RunModel:
+    """The model with its new head, where its weights came from, and the preprocessing it expects."""
+
+    model: nn.Module
+    built: BuiltModel
+    preprocessing: dict
+
+
+def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data: RunData) -> RunModel:
+    """Build the backbone with a new head, load pretrained (or resumed) weights, decide the preprocessing."""
+    point = session.point
+    built = build_model(
+        config.backbone,
+        len(data.classes),
+        # Resuming overwrites every weight from the checkpoint, so the pretrained source is not read again.
+        pretrained=strategy.pretrained and point is None,
+        weights_file=config.weights if point is None else None,
+        head_init=config.head_init,
+        allow_partial_weights=config.allow_partial_weights,
+        allow_unsafe_pickle=config.allow_unsafe_pickle,
+    )
+    model = built.model
+    if config.sync_bn:
+        model = session.dist.sync_batchnorm(model, session.device)
+    model = model.to(session.device)
+    if session.amp.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if point is None:
+        console.print(built.report.summary())
+        pre = preprocessing_config(model, built.spec, config.image_size, config.crop_pct)
+        if config.image_size is None and built.spec.default_size is None:
+            pre["image_size"] = auto_image_size(data.train.describe()["image_sizes"], pre["image_size"])
+    else:
+        _load_weights(model, point)
+        pre = dict(point.meta["preprocessing"])
+    return RunModel(model, built, pre)
+
+
+def step_settings(config: TrainConfig, strategy: Strategy, session: Session, run_model: RunModel) -> StepSettings:
+    """How every step trains: the loss, the processes, precision, and whether BatchNorm keeps its statistics."""
+    # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not. Decided from the
+    # config and registry, not from the loaded weights: a resumed run is built without loading pretrained weights.
+    spec = run_model.built.spec
+    has_pretrained = strategy.pretrained and (config.weights is not None or spec.weights is not None)
+    return StepSettings(
+        device=session.device,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        dist=session.dist,
+        amp=session.amp,
+        keep_bn_stats=config.bn_stats == "frozen" and has_pretrained,
+        max_bad_steps=config.max_bad_steps,
+    )
+
+
+def write_run_files(
+    config: TrainConfig, session: Session, data: RunData, run_model: RunModel, first: Phase
+) -> tuple[dict, FreezePlan]:
+    """Freeze for the first phase, say what trains, write the run's description files.
+
+    Returns:
+        The metadata every checkpoint carries, and the first phase's freezing plan.
+    """
+    plan = first.freeze.plan(run_model.model)
+    apply_freeze(run_model.model, plan)
+    pre, run = run_model.preprocessing, session.run
+    console.print(
+        f"strategy {config.strategy}: {plan.description}; trainable {plan.trainable_params:,} / "
+        f"frozen {plan.frozen_params:,} parameters; image size {pre['image_size']} px on {session.device}"
+    )
+    if session.dist.is_main:
+        config.to_yaml(run.path / "config.yaml")
+        if not session.resumed:
+            run.write_json("classes.json", data.classes)
+            run.write_json("load_report.json", run_model.built.report.to_dict())
+            run.write_json("preprocessing.json", pre)
+        skipped = [{"path": p, "reason": r} for p, r in data.check.bad_images]
+        described = {"train": data.train.describe(), "val": data.val.describe(), "freeze_plan": plan.description}
+        run.write_json("data.json", {**described, "skipped_images": skipped, "warnings": data.check.warnings})
+    point = session.point
+    meta = {
+        "classes": data.classes,
+        "backbone": config.backbone,
+        "architecture": run_model.built.spec.architecture,
+        "weights": point.meta.get("weights") if point is not None else run_model.built.report.source,
+        "preprocessing": pre,
+        "strategy": config.strategy,
+        "config": config.to_dict(),
+    }
+    return meta, plan
+
+
+def setup_tracker(
+    config: TrainConfig, session: Session, data: RunData, model: nn.Module, meta: dict
+) -> tuple[Tracker, list[EpochResult]]:
+    """The tracker (metrics, best and last checkpoints, early stopping) and, after a resume, the epochs so far."""
+    tracker = Tracker(session.run, model, meta, config.patience, data.identity, dist=session.dist)
+    point = session.point
+    if point is None:
+        return tracker, []
+    if point.state.get("data") != data.identity:
+        warn("the training data differ from the interrupted run's; the sample order cannot continue exactly")
+    tracker.load_state(point.state["tracker"])
+    if session.dist.is_main:
+        session.run.truncate_metrics(int(point.state["epoch"]))
+    session.dist.barrier()  # the others read the metrics below once rank 0 has cut them
+    names = {f.name for f in fields(EpochResult)}
+    history = [EpochResult(**{k: v for k, v in row.items() if k in names}) for row in session.run.metrics()]
+    console.print(
+        f"resuming from {point.stem.name}: epoch {point.state['epoch']}, step {point.state['progress']['step']}"
+    )
+    return tracker, history
+
+
+def _load_weights(model: nn.Module, point: ResumePoint) -> None:
+    try:
+        model.load_state_dict(point.weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{point.stem}.safetensors does not fit backbone {point.meta.get('backbone')!r} with "
+            f"{len(point.meta['classes'])} classes: {str(exc)[:300]}"
+        ) from None
