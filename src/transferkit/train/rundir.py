@@ -142,6 +142,12 @@ class RunDir:
     def read_json(self, name: str) -> object:
         return json.loads((self.path / name).read_text())
 
+    def update_summary(self, **values: object) -> None:
+        """Add figures found after training (the test accuracy) to summary.json."""
+        path = self.path / "summary.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        self.write_json("summary.json", {**summary, **values})
+
     def append_metrics(self, row: dict) -> None:
         """One epoch's figures, appended to metrics.jsonl and metrics.csv as soon as they exist."""
         with open(self.path / "metrics.jsonl", "a") as fh:

@@ -82,7 +82,8 @@ def open_session(config: TrainConfig, run_dir: str | Path, resume: bool | str | 
     # Under torchrun every process runs the whole run; only rank 0 writes files (and prints).
     dist = init_distributed(config.device)
     dist.check_batch_size(config.batch_size)
-    run = RunDir(run_dir)
+    # One process owns a run folder (torchrun's ranks share it: rank 0 holds the lock for them all).
+    run = RunDir(run_dir, lock=dist.is_main)
     with dist.main_first():  # rank 0 may repair a half-renamed checkpoint set before the others read it
         point = read_resume_point(run.path, resume) if resume else None
     if point is not None and int(point.state.get("world_size", 1)) != dist.world_size:
