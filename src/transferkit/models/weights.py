@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 
 from transferkit.models._state_dict import WeightFileError, read_state_dict
 
-__all__ = ["FileWeights", "HubWeights", "PackageWeights", "WeightSource", "file_sha256"]
+__all__ = ["FileWeights", "HubWeights", "PackageWeights", "WeightSource"]
 
 
 class WeightSource:
@@ -27,10 +26,6 @@ class WeightSource:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
-
-    def identity(self) -> str:
-        """A string that changes when the weights change (used in cache keys)."""
-        return self.describe()
 
 
 @dataclass(frozen=True)
@@ -67,10 +62,6 @@ class PackageWeights(WeightSource):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return read_state_dict(self.path())
 
-    def identity(self) -> str:
-        path = self.path()
-        return f"{self.pip_name}:{path.name}:{path.stat().st_size}"
-
 
 @dataclass(frozen=True)
 class FileWeights(WeightSource):
@@ -88,9 +79,6 @@ class FileWeights(WeightSource):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return read_state_dict(self.file, allow_unsafe_pickle=self.allow_unsafe_pickle)
-
-    def identity(self) -> str:
-        return f"file:{file_sha256(self.file)}"
 
 
 @dataclass(frozen=True)
@@ -118,10 +106,3 @@ class HubWeights(WeightSource):
             ) from exc
         return model.state_dict()
 
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]

@@ -83,21 +83,6 @@ class DistContext:
             dist.all_reduce(total)
         return total
 
-    def gather_rows(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Concatenate every process's rows of each tensor in rank order (CPU tensors of any length)."""
-        if not self.enabled:
-            return tensors
-        sizes = self.sum([len(tensors[0]) if r == self.rank else 0 for r in range(self.world_size)])
-        longest = int(sizes.max())
-        out = []
-        for t in tensors:
-            padded = t.new_zeros((longest, *t.shape[1:]))
-            padded[: len(t)] = t
-            parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-            dist.all_gather(parts, padded)
-            out.append(torch.cat([part[: int(n)] for part, n in zip(parts, sizes, strict=True)]))
-        return tuple(out)
-
     def broadcast(self, obj: object) -> object:
         """Rank 0's `obj`, on every process."""
         if not self.enabled:
