@@ -95,7 +95,7 @@ def test_train_from_model_file_writes_one_working_onnx(tmp_path, onnx_export, im
 
 
 def test_only_linear_probe_trains_on_a_model_file(onnx_export, image_folder):
-    with pytest.raises(ExportError, match="linear-probe only"):
+    with pytest.raises(ExportError, match="only train the head"):
         train_from_model_file(
             onnx_export.out_dir / "model.onnx", POOL_NODE, from_folder(image_folder), config=_config(strategy="full")
         )

@@ -17,26 +17,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource
-from transferkit.data.check import preflight
 from transferkit.export._graph import append_linear_head, cut_graph, graph_inputs, load_model, resolve_cut
 from transferkit.export.engines import engine_logits, iter_batches, load_engine, run_session
 from transferkit.export.errors import ExportError
 from transferkit.export.onnx import _import_onnx, read_onnx_metadata, write_onnx_metadata
 from transferkit.export.parity import FP32_TOLERANCE, compare_logits
 from transferkit.models.surgery import init_head
-from transferkit.strategies import get_strategy
-from transferkit.train._order import EpochBatchSampler
-from transferkit.train._probe import lbfgs_epochs
-from transferkit.train.linear_head import LbfgsHead
-from transferkit.train.loop import EpochResult, StepSettings, fit
-from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
+from transferkit.strategies import Phase, get_strategy
+from transferkit.train.checkpoint import load_checkpoint
+from transferkit.train.distributed import DistContext
+from transferkit.train.loop import EpochResult, StepSettings
+from transferkit.train.precision import MixedPrecision
 from transferkit.train.rundir import RunDir, new_run_dir
-from transferkit.train.setup import seed_everything
+from transferkit.train.runner import run_phases
+from transferkit.train.setup import RunData, RunModel, Session, prepare_data, seed_everything, setup_tracker
 
 __all__ = ["CutRunResult", "train_from_model_file"]
 
@@ -96,149 +94,111 @@ def train_from_model_file(
     """
     start = time.perf_counter()
     config = (config or TrainConfig()).with_recipe(len(train))
-    if config.strategy == "auto" or not all(p.probe for p in get_strategy(config.strategy).phases(config)):
-        raise ExportError(
-            f"a model file backbone supports strategies that only train the head, not {config.strategy!r}"
-        )
+    phases = _head_only_phases(config)
     model_file = Path(model_file)
-    model = load_model(model_file)
-    feature = resolve_cut(model, cut_at, str(model_file))
-    cut = cut_graph(model, feature)
-    pre = _preprocessing(model, model_file, config)
+    onnx_model = load_model(model_file)
+    feature = resolve_cut(onnx_model, cut_at, str(model_file))
+    cut = cut_graph(onnx_model, feature)
+    pre = _preprocessing(onnx_model, model_file, config)
 
+    # The same setup steps, phases and tracker as every run; only the features come from the cut graph.
     seed_everything(config.seed)
-    train, val, check = preflight(
-        train, val, max_bad_fraction=config.max_bad_fraction, val_fraction=config.val_fraction, seed=config.seed
-    )
-    for path, reason in check.bad_images:
-        console.print(f"[yellow]warning:[/yellow] skipping {path}: {reason}", highlight=False)
-    classes = list(train.classes)
-    run = RunDir(run_dir if run_dir else new_run_dir(out, name or f"{model_file.stem}-cut"))
-    config.to_yaml(run.path / "config.yaml")
-    run.write_json("classes.json", classes)
-    run.write_json("preprocessing.json", pre)
-    run.write_json(
-        "data.json",
-        {
-            "train": train.describe(),
-            "val": val.describe(),
-            "backbone_file": str(model_file),
-            "cut_at": feature,
-            "skipped_images": [{"path": p, "reason": r} for p, r in check.bad_images],
-        },
-    )
-
-    with tempfile.TemporaryDirectory(prefix="transferkit-cut-") as tmp:
-        extractor = _extractor(cut, feature, config.engine, Path(tmp))
-        feats, labels = _features(extractor, train, pre, config.batch_size, "train")
-        vfeats, vlabels = _features(extractor, val, pre, config.batch_size, "val")
+    run = RunDir(run_dir if run_dir else new_run_dir(out, name or f"{model_file.stem}-cut"), lock=True)
+    session = Session(run, DistContext(), torch.device("cpu"), MixedPrecision(), None, start)
+    data = prepare_data(config, session, train, val)
+    feats, labels, vfeats, vlabels = _cut_features(cut, feature, config, data, pre)
+    classes = data.classes
     console.print(
         f"cut {model_file.name} at {feature}: {feats.shape[1]} features; linear head for {len(classes)} classes"
     )
+    _write_run_files(config, data, run, pre, model_file, feature)
 
-    head = nn.Linear(feats.shape[1], len(classes))
-    init_head(head, config.head_init)
-    best = _BestHead(run, head, config.patience)
-    # The head is fitted exactly as a native linear probe fits it on cached features, so the two compare like
-    # for like: the same solver, the same settings.
-    fit_head = _fit_lbfgs if config.head_solver == "lbfgs" else _fit_minibatch
-    history = fit_head(head, (feats, labels, vfeats, vlabels), config, best)
-    head.load_state_dict(best.state)
+    head = _FeatureHead(feats.shape[1], len(classes), config.head_init)
+    meta = {"classes": classes, "backbone": f"{model_file.name}@{feature}", "preprocessing": pre}
+    meta["config"] = config.to_dict()
+    tracker, _ = setup_tracker(config, session, data, head, meta)
+    settings = StepSettings(torch.device("cpu"), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+    run_model = RunModel(head, None, pre)
+    history = run_phases(
+        config, session, data, run_model, settings, tracker, phases, features=lambda: (feats, labels, vfeats, vlabels)
+    ).history
+    load_checkpoint(run.best, head)
 
-    sidecar = {**pre, "classes": classes, "backbone": f"{model_file.name}@{feature}", "io_names": _io_names(cut)}
-    model_path = _write_model(run.path / "export", cut, feature, head, sidecar)
-    _check_parity(model_path, head, vfeats, val, check_images, run.path / "export")
-
-    test_acc = None
-    if test is not None:
-        logits = engine_logits(load_engine(model_path), test, config.batch_size)
-        test_acc = float((logits.argmax(1) == test.labels).mean())
-        console.print(f"test accuracy {100 * test_acc:.2f}% on {len(test)} images")
+    model_path = _export_head(run, cut, feature, head.classifier, {**meta, "vfeats": vfeats}, data.val, check_images)
+    test_acc = _test(model_path, test, config.batch_size)
     seconds = time.perf_counter() - start
+    summary = {"best_val_acc": tracker.best_acc, "best_epoch": tracker.best_epoch, "test_acc": test_acc}
     run.write_json(
         "summary.json",
-        {
-            "best_val_acc": best.best_acc,
-            "best_epoch": best.best_epoch,
-            "test_acc": test_acc,
-            "seconds": seconds,
-            "feature_dim": int(feats.shape[1]),
-            "model_file": str(model_path),
-        },
+        {**summary, "seconds": seconds, "feature_dim": int(feats.shape[1]), "model_file": str(model_path)},
     )
-    console.print(f"best val acc {100 * best.best_acc:.2f}% at epoch {best.best_epoch}; model written to {model_path}")
+    console.print(
+        f"best val acc {100 * tracker.best_acc:.2f}% at epoch {tracker.best_epoch}; model written to {model_path}"
+    )
     return CutRunResult(
-        run.path, model_path, feature, int(feats.shape[1]), best.best_acc, best.best_epoch, test_acc, seconds, history
-    )
+        run.path, model_path, feature, int(feats.shape[1]), tracker.best_acc, tracker.best_epoch, test_acc, seconds,
+        history,
+    )  # fmt: skip
 
 
-def _fit_minibatch(
-    head: nn.Linear, data: tuple[torch.Tensor, ...], config: TrainConfig, best: _BestHead
-) -> list[EpochResult]:
-    """The optimiser over mini-batches, with the native probe's seeded batch order and learning-rate schedule."""
-    feats, labels, vfeats, vlabels = data
-    sampler = EpochBatchSampler(len(labels), config.batch_size, shuffle=True, seed=config.seed)
-    train_loader = DataLoader(TensorDataset(feats, labels), batch_sampler=sampler)
-    val_loader = DataLoader(TensorDataset(vfeats, vlabels), batch_size=256)
-    groups = param_groups(
-        head, [], base_lr=config.resolved_lr() * config.head_lr_mult, head_lr_mult=1.0, weight_decay=config.weight_decay
-    )
-    optimizer = build_optimizer(groups, config)
-    scheduler = build_scheduler(
-        optimizer,
-        total_steps=config.epochs * len(train_loader),
-        warmup_steps=int(config.warmup_epochs * len(train_loader)),
-    )
-    settings = StepSettings(torch.device("cpu"), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
-    return fit(
-        head,
-        train_loader,
-        val_loader,
-        settings,
-        epochs=config.epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        phase="probe",
-        on_epoch=best,
-    )
+def _cut_features(cut, feature: str, config: TrainConfig, data: RunData, pre: dict) -> tuple[torch.Tensor, ...]:
+    """The cut graph run once over the training and validation images: the probe's features and labels."""
+    with tempfile.TemporaryDirectory(prefix="transferkit-cut-") as tmp:
+        extractor = _extractor(cut, feature, config.engine, Path(tmp))
+        feats, labels = _features(extractor, data.train, pre, config.batch_size, "train")
+        vfeats, vlabels = _features(extractor, data.val, pre, config.batch_size, "val")
+    return feats, labels, vfeats, vlabels
 
 
-def _fit_lbfgs(
-    head: nn.Linear, data: tuple[torch.Tensor, ...], config: TrainConfig, best: _BestHead
-) -> list[EpochResult]:
-    """Full-batch L-BFGS on standardised features, its iterations spread over the epochs as the native probe does."""
-    feats, labels, _, _ = data
-    solver = LbfgsHead(feats, labels, head.out_features, l2=config.head_l2, label_smoothing=config.label_smoothing)
-    results = []
-    for result in lbfgs_epochs(solver, data, config.epochs):
-        solver.fold_into(head)
-        results.append(result)
-        if best(result):
-            break
-    return results
+def _export_head(run: RunDir, cut, feature: str, head: nn.Linear, meta: dict, val: ImageSource, limit: int) -> Path:
+    """Write cut graph + head as one ONNX file, and check it against the head on the extracted features."""
+    sidecar = {**meta["preprocessing"], "classes": meta["classes"], "backbone": meta["backbone"]}
+    model_path = _write_model(run.path / "export", cut, feature, head, {**sidecar, "io_names": _io_names(cut)})
+    _check_parity(model_path, head, meta["vfeats"], val, limit, run.path / "export")
+    return model_path
 
 
-class _BestHead:
-    """Logs each epoch to the run directory, keeps the best head's weights, decides early stopping."""
+def _test(model_path: Path, test: ImageSource | None, batch_size: int) -> float | None:
+    if test is None:
+        return None
+    logits = engine_logits(load_engine(model_path), test, batch_size)
+    test_acc = float((logits.argmax(1) == test.labels).mean())
+    console.print(f"test accuracy {100 * test_acc:.2f}% on {len(test)} images")
+    return test_acc
 
-    def __init__(self, run: RunDir, head: nn.Module, patience: int | None) -> None:
-        self.run, self.head, self.patience = run, head, patience
-        self.best_acc, self.best_epoch, self.bad_epochs = -1.0, 0, 0
-        self.state = {k: v.clone() for k, v in head.state_dict().items()}
 
-    def __call__(self, result: EpochResult) -> bool:
-        self.run.append_metrics(result.to_dict())
-        improved = result.val_acc > self.best_acc
-        console.print(
-            f"epoch {result.epoch:3d} train loss {result.train_loss:.4f} acc {100 * result.train_acc:5.2f}% | "
-            f"val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%" + (" *" if improved else "")
-        )
-        if improved:
-            self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
-            self.state = {k: v.detach().clone() for k, v in self.head.state_dict().items()}
-        else:
-            self.bad_epochs += 1
-        return self.patience is not None and self.bad_epochs >= self.patience
+def _head_only_phases(config: TrainConfig) -> list[Phase]:
+    if config.strategy != "auto":
+        phases = get_strategy(config.strategy).phases(config)
+        if all(p.probe for p in phases):
+            return phases
+    raise ExportError(f"a model file backbone supports strategies that only train the head, not {config.strategy!r}")
+
+
+class _FeatureHead(nn.Module):
+    """The new head alone, over features a cut model file computes: the model the runner trains and checkpoints."""
+
+    def __init__(self, features: int, classes: int, init: str) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(features, classes)
+        init_head(self.classifier, init)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+
+def _write_run_files(
+    config: TrainConfig, data: RunData, run: RunDir, pre: dict, model_file: Path, feature: str
+) -> None:
+    config.to_yaml(run.path / "config.yaml")
+    run.write_json("classes.json", data.classes)
+    run.write_json("preprocessing.json", pre)
+    described = {"train": data.train.describe(), "val": data.val.describe(), "backbone_file": str(model_file)}
+    skipped = [{"path": p, "reason": r} for p, r in data.check.bad_images]
+    run.write_json("data.json", {**described, "cut_at": feature, "skipped_images": skipped})
 
 
 def _preprocessing(model, model_file: Path, config: TrainConfig) -> dict:

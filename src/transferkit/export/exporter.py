@@ -169,9 +169,9 @@ def _check(
 
 
 def _refuse_model_file_run(run_dir: Path, which: str) -> None:
-    """A probe trained on a cut model file has no PyTorch checkpoint: say where its model is instead."""
+    """A probe trained on a cut model file checkpoints only its head: say where its whole model is instead."""
     model = run_dir / "export" / "model.onnx"
-    if (run_dir / f"{which}.json").is_file() or not model.is_file():
+    if not model.is_file():
         return
     try:
         described = json.loads((run_dir / "data.json").read_text())
@@ -180,7 +180,8 @@ def _refuse_model_file_run(run_dir: Path, which: str) -> None:
     if "backbone_file" in described:
         raise ExportError(
             f"{run_dir} was trained on the model file {described['backbone_file']} and has no PyTorch checkpoint "
-            f"to export; its model is {model} (predict from it directly)"
+            f"of a backbone to export (its {which} checkpoint holds the head alone); its model is {model} (predict "
+            "from it directly)"
         )
 
 

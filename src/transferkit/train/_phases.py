@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -51,6 +52,8 @@ class PhaseRunner:
         settings: StepSettings,
         tracker: Tracker,
         budget: TimeBudget,
+        *,
+        features: Callable[[], tuple[torch.Tensor, ...]] | None = None,
     ) -> None:
         self.config, self.session, self.data, self.run_model = config, session, data, run_model
         self.settings, self.tracker, self.budget = settings, tracker, budget
@@ -58,6 +61,8 @@ class PhaseRunner:
         self.loaders = LoaderFactory(config, run_model.preprocessing, session.dist, session.device)
         self.state = session.point.state if session.point is not None else None
         """The resume state, until the phase it belongs to has taken it."""
+        self.features = features
+        self.history: list[EpochResult] = []
         self.plan: FreezePlan | None = None
         self.prefix_cache: dict | None = None
         self._undo: list = []
@@ -90,10 +95,7 @@ class PhaseRunner:
         if self.state is not None:
             restore_rng(self.state["rng"], {})
         self.state = None
-        with self.session.dist.main_first():  # rank 0 fills the feature cache, the others read it
-            features = probe_features(
-                self.model, self.config, self.run_model.preprocessing, self.data.train, self.data.val
-            )
+        features = self._probe_features()
         return run_lbfgs_phase(
             self.model, features, self.config, self.tracker, index=index, name=phase.name, epochs=phase.epochs,
             first_epoch=phase.first_epoch, start_epoch=first,
@@ -142,11 +144,7 @@ class PhaseRunner:
         """The module, loaders and parameter groups of a gradient phase."""
         config = self.config
         if phase.probe and config.feature_cache:
-            # The frozen backbone in eval mode is a fixed function: one pass gives every epoch's inputs.
-            with self.session.dist.main_first():
-                feats, labels, vfeats, vlabels = probe_features(
-                    self.model, config, self.run_model.preprocessing, self.data.train, self.data.val
-                )
+            feats, labels, vfeats, vlabels = self._probe_features()
             train, val, generator = self.loaders.tensors((feats, labels), (vfeats, vlabels), shard=True, val_batch=256)
             head = self.model.get_classifier()
             groups = param_groups(head, [], base_lr=phase.lr, head_lr_mult=1.0, weight_decay=config.weight_decay)
@@ -183,6 +181,13 @@ class PhaseRunner:
             cached.train, cached.val, shard=False, val_batch=self.config.batch_size
         )
         return _Trainable(self.model, train, val, groups, {"train": generator})
+
+    def _probe_features(self) -> tuple[torch.Tensor, ...]:
+        """The frozen backbone in eval mode is a fixed function: one pass gives every epoch's inputs."""
+        if self.features is not None:
+            return self.features()
+        with self.session.dist.main_first():  # rank 0 fills the feature cache, the others read it
+            return probe_features(self.model, self.config, self.run_model.preprocessing, self.data.train, self.data.val)
 
     def _resume(self, phase: Phase, optimizer, scheduler) -> tuple[int, EpochProgress]:
         try:

@@ -13,8 +13,8 @@ from torch import nn
 from transferkit._console import console
 from transferkit._console import progress as progress_bar
 from transferkit.models.freezing import set_train_mode
-from transferkit.train._precision import MixedPrecision
 from transferkit.train.distributed import DistContext, unwrap
+from transferkit.train.precision import MixedPrecision
 
 __all__ = [
     "EpochProgress",

@@ -7,18 +7,24 @@ strategy's phases run one after another (`train._phases`); then the summary is w
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from transferkit._console import console
 from transferkit.config import TrainConfig, parse_duration
 from transferkit.data import ImageSource
-from transferkit.strategies import get_strategy
+from transferkit.strategies import Phase, get_strategy
 from transferkit.train._budget import TimeBudget
 from transferkit.train._phases import PhaseRunner
-from transferkit.train._tracker import catch_interrupts
-from transferkit.train.loop import EpochResult
+from transferkit.train._tracker import Tracker, catch_interrupts
+from transferkit.train.loop import EpochResult, StepSettings
 from transferkit.train.setup import (
+    RunData,
+    RunModel,
+    Session,
     open_session,
     prepare_data,
     resolve_device,
@@ -29,7 +35,7 @@ from transferkit.train.setup import (
     write_run_files,
 )
 
-__all__ = ["RunResult", "resolve_device", "seed_everything", "train_run"]
+__all__ = ["RunResult", "resolve_device", "run_phases", "seed_everything", "train_run"]
 
 
 @dataclass
@@ -76,21 +82,11 @@ def train_run(
     phases = strategy.phases(config)
     meta, plan = write_run_files(config, session, data, run_model, phases[0])
     tracker, history = setup_tracker(config, session, data, run_model.model, meta)
-    seconds = parse_duration(config.time_budget) if config.time_budget else None
-    budget = TimeBudget(start, seconds, session.run, resumed=session.resumed)
-    runner = PhaseRunner(config, session, data, run_model, step_settings(config, strategy, session, run_model),
-                         tracker, budget)  # fmt: skip
+    settings = step_settings(config, strategy, session, run_model)
 
-    with catch_interrupts(tracker):
-        try:
-            for index, phase in enumerate(phases):
-                if tracker.stopped:
-                    break
-                if not runner.done_before(index, phase):
-                    history += runner.run(index, phase, final=phases[-1])
-        finally:
-            runner.close()
+    runner = run_phases(config, session, data, run_model, settings, tracker, phases)
 
+    history += runner.history
     plan = runner.plan or plan  # the last phase's plan decides what trained
     result = RunResult(
         session.run.path, tracker.best_acc, tracker.best_epoch, history, time.perf_counter() - start,
@@ -117,3 +113,38 @@ def train_run(
         f"best val acc {100 * tracker.best_acc:.2f}% at epoch {tracker.best_epoch}; run saved to {session.run.path}"
     )
     return result
+
+
+def run_phases(
+    config: TrainConfig,
+    session: Session,
+    data: RunData,
+    run_model: RunModel,
+    settings: StepSettings,
+    tracker: Tracker,
+    phases: list[Phase],
+    *,
+    features: Callable[[], tuple[torch.Tensor, ...]] | None = None,
+) -> PhaseRunner:
+    """Train `phases` in order (skipping what a resumed run had finished); Ctrl-C saves and stops.
+
+    Args:
+        features: For probe phases: (train features, labels, val features, labels) instead of the model's
+            backbone run over the images (a model file cut at a node provides its own).
+
+    Returns:
+        The phase runner: its `history`, the last freezing `plan`, and the prefix cache it used.
+    """
+    seconds = parse_duration(config.time_budget) if config.time_budget else None
+    budget = TimeBudget(session.start, seconds, session.run, resumed=session.resumed)
+    runner = PhaseRunner(config, session, data, run_model, settings, tracker, budget, features=features)
+    with catch_interrupts(tracker):
+        try:
+            for index, phase in enumerate(phases):
+                if tracker.stopped:
+                    break
+                if not runner.done_before(index, phase):
+                    runner.history += runner.run(index, phase, final=phases[-1])
+        finally:
+            runner.close()
+    return runner

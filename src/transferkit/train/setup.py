@@ -22,12 +22,12 @@ from transferkit.data.check import CheckReport, preflight
 from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
-from transferkit.train._precision import MixedPrecision
 from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
 from transferkit.train._tracker import Tracker
 from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.distributed import DistContext, init_distributed
 from transferkit.train.loop import EpochResult, StepSettings
+from transferkit.train.precision import MixedPrecision
 from transferkit.train.rundir import RunDir
 
 __all__ = [
@@ -144,7 +144,8 @@ class RunModel:
     """The model with its new head, where its weights came from, and the preprocessing it expects."""
 
     model: nn.Module
-    built: BuiltModel
+    built: BuiltModel | None
+    """None for a model that is not a registered backbone (a head over a cut model file's features)."""
     preprocessing: dict
 
 
