@@ -7,8 +7,8 @@ from torch import nn
 from transferkit import TrainConfig
 from transferkit.config import ConfigError
 from transferkit.train._order import EpochBatchSampler
-from transferkit.train._precision import MixedPrecision
 from transferkit.train.distributed import DistContext, unwrap
+from transferkit.train.precision import MixedPrecision
 
 
 @pytest.mark.parametrize(("n", "batch", "world"), [(37, 8, 2), (36, 8, 3), (29, 7, 4), (10, 10, 3)])
