@@ -73,7 +73,11 @@ def test_a_strategy_defined_in_a_test_shows_in_help_and_trains(last_layer_strate
     config = TrainConfig(backbone="tiny_resnet", strategy="last-stage", epochs=2, batch_size=8, image_size=32)
     result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
     assert len(result.history) == 2 and {r.phase for r in result.history} == {"last-stage"}
-    assert result.frozen_params > result.trainable_params > 0  # only the last stage and the head trained
+    from transferkit.models import backbone_stages, build_model
+
+    model = build_model("tiny_resnet", 3, pretrained=False).model
+    last_and_head = backbone_stages(model)[-1].num_params + sum(p.numel() for p in model.get_classifier().parameters())
+    assert result.frozen_params > 0 and result.trainable_params == last_and_head  # only the last stage and the head
     assert (tmp_path / "run" / "best.safetensors").is_file()
 
 
