@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from transferkit.data.errors import DataError
-from transferkit.data.images import IMAGE_EXTENSIONS
+from transferkit.data.images import IMAGE_EXTENSIONS, NotRegularFileError, open_regular
 from transferkit.data.sources import ImageSource
 from transferkit.data.split import stratified_split
 
@@ -85,7 +85,10 @@ def image_problem(path: str | Path) -> str | None:
 def _inspect(path: Path) -> tuple[str | None, str | None]:
     """(problem or None, sha256 of the content or None)."""
     try:
-        data = path.read_bytes()
+        with open_regular(path) as fh:
+            data = fh.read()
+    except NotRegularFileError as exc:
+        return exc.reason, None
     except FileNotFoundError:
         return "file not found", None
     except OSError as exc:

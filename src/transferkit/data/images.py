@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transferkit.data.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "array_to_rgb", "open_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "NotRegularFileError", "array_to_rgb", "open_regular", "open_rgb"]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -19,6 +22,45 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+}
+
+
+class NotRegularFileError(OSError):
+    """The path names a pipe, device, socket or directory: reading it could block forever or never end."""
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        self.reason = f"not a regular file ({kind})"
+        super().__init__(f"{path}: {self.reason}")
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Opens `path` for binary reading, only if it is a regular file (a symlink to one is fine).
+
+    Raises:
+        NotRegularFileError: it is a FIFO, socket, device or directory.
+        OSError: it cannot be opened (FileNotFoundError when missing).
+    """
+    # O_NONBLOCK: opening a FIFO blocks until a writer appears; checking the open descriptor (not a stat
+    # before opening) leaves no window in which the file could be swapped for one.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "an unknown kind of file")
+            raise NotRegularFileError(path, kind)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def open_rgb(path: str | Path) -> Image.Image:
@@ -35,13 +77,15 @@ def open_rgb(path: str | Path) -> Image.Image:
         An RGB image that does not keep the file open.
 
     Raises:
-        DataError: The file is missing, is not an image, is truncated or corrupt, or is too large
-            to decode safely. The message names the path.
+        DataError: The file is missing, is not a regular file (a FIFO, a device), is not an image, is
+            truncated or corrupt, or is too large to decode safely. The message names the path.
     """
     try:
-        with Image.open(path) as img:
+        with open_regular(path) as fh, Image.open(fh) as img:
             img.load()
             upright = ImageOps.exif_transpose(img)
+    except NotRegularFileError as exc:
+        raise DataError(str(exc)) from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:

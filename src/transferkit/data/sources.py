@@ -15,7 +15,7 @@ from PIL import Image
 from transferkit.data._idx import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS, read_idx
 from transferkit.data._listfile import read_list_file, resolve_labels
 from transferkit.data.errors import DataError
-from transferkit.data.images import IMAGE_EXTENSIONS, array_to_rgb, open_rgb
+from transferkit.data.images import IMAGE_EXTENSIONS, array_to_rgb, open_regular, open_rgb
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -193,8 +193,8 @@ class ImageSource:
         else:
             for i in picks:
                 try:
-                    # Image.open reads only the header, which is enough for the size.
-                    with Image.open(self.paths[i]) as img:
+                    # Image.open reads only the header, which is enough for the size; a FIFO is unreadable.
+                    with open_regular(self.paths[i]) as fh, Image.open(fh) as img:
                         sizes.append(img.size)
                 except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
                     unreadable += 1
