@@ -12,7 +12,7 @@ from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
 from transferkit.data.sources import ImageSource
 
-__all__ = ["FeatureCache"]
+__all__ = ["FeatureCache", "cache_root"]
 
 logger = logging.getLogger(__name__)
 

@@ -98,7 +98,7 @@ def extract_source_features(
             pending = pool.submit(to_batch, batches[0])
             first = pending.result()
             if engine != "torch":
-                from transferkit.data._cache_store import cache_root
+                from transferkit.data.feature_cache import cache_root
 
                 folder = Path(engine_folder) if engine_folder else cache_root() / "engines"
                 key = extractor_key(model, "", pre)["weights"] + f"-{size}"
@@ -134,7 +134,7 @@ def cached_features(
     Returns:
         A read-only (N, dim) float32 memory map, rows in `source` order.
     """
-    from transferkit.data._cache_store import cache_root
+    from transferkit.data.feature_cache import cache_root
 
     cache = FeatureCache(cache_dir)
     engines = cache_root(cache_dir) / "engines"
