@@ -11,6 +11,7 @@ from transferkit.data import ImageSource, open_rgb
 from transferkit.data.transforms import build_transforms
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
+from transferkit.train.checkpoint import CheckpointError
 
 __all__ = ["evaluate_run", "predict_images"]
 
@@ -55,7 +56,13 @@ def predict_images(run_dir: str | Path | LoadedRun, paths: list[str | Path], *, 
     with torch.inference_mode():
         for path in paths:
             x = transform(open_rgb(path)).unsqueeze(0)
-            probs = run.model(x).softmax(1)[0]
+            logits = run.model(x)
+            if not torch.isfinite(logits).all():  # softmax would turn them into "nan%" without a word
+                raise CheckpointError(
+                    f"{run.run_dir}: the model's output for {path} is not finite (NaN or infinite), so its weights "
+                    "are broken (saved from a diverged run?); train again, e.g. with a lower --lr"
+                )
+            probs = logits.softmax(1)[0]
             values, indices = probs.topk(k)
             results.append(
                 {

@@ -229,6 +229,8 @@ def predict_files(model_file: str | Path, paths: list[str | Path], *, top_k: int
     results = []
     for path in paths:
         logits = engine(transform(open_rgb(path)).unsqueeze(0).numpy())[0]
+        if not np.isfinite(logits).all():
+            raise ExportError(f"{model_file}: the model's output for {path} is not finite (NaN or infinite)")
         probs = torch.from_numpy(logits).softmax(0)
         values, indices = probs.topk(k)
         top = [

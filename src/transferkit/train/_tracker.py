@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -89,13 +90,20 @@ class Tracker:
     def __call__(self, result: EpochResult) -> bool:
         if self.dist.is_main:
             self.run.append_metrics(result.to_dict())
-        improved = result.val_acc > self.best_acc
+        # A diverged epoch (NaN loss, often with a chance-level accuracy) must never become `best`.
+        finite = math.isfinite(result.val_loss) and math.isfinite(result.val_acc)
+        improved = finite and result.val_acc > self.best_acc
         console.print(
             f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
             f"{100 * result.train_acc:5.2f}% | val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%"
             f" | {result.seconds:.1f}s" + (" *" if improved else "")
         )
         self.last_metrics = result.to_dict()
+        if not finite:
+            console.print(
+                f"epoch {result.epoch}: validation loss {result.val_loss} is not finite, so this epoch is not kept "
+                "as best (training diverged? try a lower --lr)"
+            )
         if improved:
             self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
             if self.dist.is_main:

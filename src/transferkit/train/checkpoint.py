@@ -24,6 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from transferkit import _json as finite_json
+
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
@@ -95,7 +97,7 @@ def save_checkpoint(stem: Path, model: nn.Module, meta: dict) -> Path:
     weights = _file(stem, ".safetensors")
     _remove_stale_temporaries(stem)
     _write_weights(weights, state)
-    atomic_write_bytes(_file(stem, ".json"), json.dumps(meta, indent=2, default=str).encode())
+    atomic_write_bytes(_file(stem, ".json"), finite_json.dumps(meta, indent=2, default=str).encode())
     return weights
 
 
@@ -150,7 +152,8 @@ def save_training_state(stem: Path, model: nn.Module, meta: dict, state: dict) -
     try:
         _write_weights(_file(nxt, ".safetensors"), weights, {"token": token})
         atomic_write_bytes(_file(nxt, ".state.pt"), buffer.getvalue())
-        atomic_write_bytes(_file(nxt, ".json"), json.dumps({**meta, "token": token}, indent=2, default=str).encode())
+        sidecar = finite_json.dumps({**meta, "token": token}, indent=2, default=str)
+        atomic_write_bytes(_file(nxt, ".json"), sidecar.encode())
     except BaseException:
         _remove_set(nxt)
         raise

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import os
 import re
 from pathlib import Path
+
+from transferkit import _json as finite_json
 
 __all__ = ["RunDir", "RunDirLockedError", "latest_run_dir", "new_run_dir", "resume_dir", "run_dir_name"]
 
@@ -136,7 +139,7 @@ class RunDir:
 
     def write_json(self, name: str, data: object) -> Path:
         path = self.path / name
-        path.write_text(json.dumps(data, indent=2, default=str))
+        path.write_text(finite_json.dumps(data, indent=2, default=str))
         return path
 
     def read_json(self, name: str) -> object:
@@ -149,9 +152,12 @@ class RunDir:
         self.write_json("summary.json", {**summary, **values})
 
     def append_metrics(self, row: dict) -> None:
-        """One epoch's figures, appended to metrics.jsonl and metrics.csv as soon as they exist."""
+        """One epoch's figures, appended to metrics.jsonl and metrics.csv as soon as they exist.
+
+        A NaN or infinite figure (a diverged epoch) is written as null, keeping metrics.jsonl valid JSON.
+        """
         with open(self.path / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(finite_json.dumps(row) + "\n")
         csv_path = self.path / "metrics.csv"
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as fh:
@@ -169,7 +175,9 @@ class RunDir:
             self.append_metrics(row)
 
     def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl; a null figure (not finite when written) reads back as NaN."""
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [{k: math.nan if v is None else v for k, v in row.items()} for row in rows]
