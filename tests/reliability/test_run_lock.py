@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from transferkit.train.rundir import RunDir, RunDirLockedError
 
 # Takes the lock, says so, then waits to be killed (or for stdin to close).
@@ -79,3 +81,19 @@ def test_the_cli_reports_a_locked_run_in_one_line(tmp_path):
     from transferkit._errors import USER_ERRORS
 
     assert issubclass(RunDirLockedError, USER_ERRORS)  # the CLI prints these as "error: ..." and exits 2
+
+
+def test_training_refuses_a_run_another_process_is_training(image_folder, tmp_path):
+    from transferkit.config import TrainConfig
+    from transferkit.data import from_folder
+    from transferkit.train.runner import train_run
+
+    config = TrainConfig(backbone="tiny_resnet", strategy="full", epochs=1, batch_size=8, image_size=32, device="cpu")
+    holder = _holder(tmp_path / "run")  # stands for a `transferkit train` still running in this folder
+    try:
+        with pytest.raises(RunDirLockedError, match=f"in use by process {holder.pid}"):
+            train_run(config, from_folder(image_folder), run_dir=tmp_path / "run", resume=True)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing was written beside the other process
