@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit._disk import is_disk_full, reserve, space_shortfall
+from transferkit.data.errors import CacheFullError
 from transferkit.data.sources import ImageSource
 
 __all__ = ["cache_root", "digest", "load_entry", "source_identity", "write_entry"]
 
 _ENV = "TRANSFERKIT_CACHE"
+_SLACK = 64 * 1024  # room for the .npy header and the JSON record beside the array
 
 
 def cache_root(explicit: str | Path | None = None) -> Path:
@@ -83,24 +86,51 @@ def write_entry(
 
     The record is written last and both files are renamed into place, so a run killed mid-write leaves
     no entry that looks complete. Returns the finished array, memory-mapped read-only.
+
+    Raises:
+        CacheFullError: The disk has no room for the entry (checked before, and caught while, writing); no
+            partial file is left.
     """
     folder.mkdir(parents=True, exist_ok=True)
     record, target = folder / f"{name}.json", folder / f"{name}.npy"
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    what = f"a {' x '.join(map(str, shape))} {dtype} cache entry"
+    short = space_shortfall(folder, size + _SLACK)
+    if short:
+        raise CacheFullError(_full_message(what, short))
     record.unlink(missing_ok=True)  # the old record must not vouch for the new array while it is written
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy", dir=folder)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        with open(tmp, "rb+") as fh:
+            reserve(fh.fileno(), os.path.getsize(tmp))  # pages a full disk cannot back would be a SIGBUS
         fill(out)
         out.flush()
         del out
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise CacheFullError(_full_message(what, space_shortfall(folder, size + _SLACK) or str(exc))) from None
         raise
     full = {**meta, "shape": list(shape), "dtype": dtype}
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(full, fh, sort_keys=True, default=str)
-    os.replace(tmp, record)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(full, fh, sort_keys=True, default=str)
+        os.replace(tmp, record)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        target.unlink(missing_ok=True)  # an array without its record is never read; do not leave it taking room
+        if is_disk_full(exc):
+            raise CacheFullError(_full_message("a cache record", str(exc))) from None
+        raise
     return np.load(target, mmap_mode="r")
+
+
+def _full_message(what: str, shortfall: str) -> str:
+    return (
+        f"no room on disk for {what}: {shortfall}; free some space, or put the cache on a larger disk "
+        "(--cache-dir or $TRANSFERKIT_CACHE), or turn the cache off (--no-feature-cache, --no-decode-cache)"
+    )

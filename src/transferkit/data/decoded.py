@@ -10,7 +10,7 @@ from torchvision import transforms as T
 
 from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
-from transferkit.data.errors import DataError
+from transferkit.data.errors import CacheFullError, DataError
 from transferkit.data.sources import ImageSource
 from transferkit.data.transforms import eval_resize, interpolation_mode
 
@@ -63,6 +63,8 @@ def decoded_source(source: ImageSource, pre: dict, root: str | Path | None = Non
 
         try:
             array = write_entry(folder, name, expect, (len(source), side, side, 3), "uint8", fill)
+        except CacheFullError:
+            raise  # a full disk is the user's to fix; reading every file every epoch instead would hide it
         except DataError as exc:
             logger.warning("not caching decoded images of %s: %s", label, exc)
             return source

@@ -11,12 +11,14 @@ complete set remains.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferkit import _json as finite_json
+from transferkit._disk import is_disk_full, space_shortfall
 
 __all__ = [
     "CheckpointError",
@@ -91,14 +94,44 @@ def save_checkpoint(stem: Path, model: nn.Module, meta: dict) -> Path:
     """Save `model`'s weights to `<stem>.safetensors` and `meta` to `<stem>.json`.
 
     Raises:
-        CheckpointError: If any weight is NaN or infinite (a broken model never replaces a good one).
+        CheckpointError: If any weight is NaN or infinite (a broken model never replaces a good one), or the disk
+            has no room for it (the previous checkpoint is kept).
     """
     state = _finite_state(stem, model)
+    sidecar = finite_json.dumps(meta, indent=2, default=str).encode()
     weights = _file(stem, ".safetensors")
     _remove_stale_temporaries(stem)
-    _write_weights(weights, state)
-    atomic_write_bytes(_file(stem, ".json"), finite_json.dumps(meta, indent=2, default=str).encode())
+    with _disk_full_is_an_error(stem, _nbytes(state) + len(sidecar)):
+        _write_weights(weights, state)
+        atomic_write_bytes(_file(stem, ".json"), sidecar)
     return weights
+
+
+def _nbytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(v.numel() * v.element_size() for v in state.values())
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(stem: Path, need: int) -> Iterator[None]:
+    """Refuse to start a save that cannot fit, and turn a full disk met while writing into a clear error.
+
+    Either way every file written so far has been removed by the writers, and the previous checkpoints
+    are untouched.
+    """
+    need += 64 * 1024  # the safetensors header and the temporary files' slack
+    shortfall = space_shortfall(stem.parent, need)
+    if shortfall is None:
+        try:
+            yield
+            return
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            shortfall = space_shortfall(stem.parent, need) or str(exc)
+    raise CheckpointError(
+        f"cannot save checkpoint {stem.name}: the disk is full ({shortfall}); the previous checkpoint is kept. "
+        f"Free some space, then continue with --resume {stem.parent}"
+    ) from None
 
 
 def read_sidecar(stem: Path) -> dict:
@@ -140,7 +173,7 @@ def save_training_state(stem: Path, model: nn.Module, meta: dict, state: dict) -
         state: Optimiser, scheduler, RNG states and position: tensors and plain containers only.
 
     Raises:
-        CheckpointError: Non-finite weights; nothing is written.
+        CheckpointError: Non-finite weights, or no room on the disk; nothing is written.
         OSError: A write failed; the previous sets are untouched and no partial file is left.
     """
     weights = _finite_state(stem, model)
@@ -148,12 +181,13 @@ def save_training_state(stem: Path, model: nn.Module, meta: dict, state: dict) -
     nxt, prev = stem.parent / f"{stem.name}.next", stem.parent / f"{stem.name}.prev"
     buffer = io.BytesIO()
     torch.save({**state, "token": token}, buffer)
+    sidecar = finite_json.dumps({**meta, "token": token}, indent=2, default=str).encode()
     _remove_stale_temporaries(nxt)
     try:
-        _write_weights(_file(nxt, ".safetensors"), weights, {"token": token})
-        atomic_write_bytes(_file(nxt, ".state.pt"), buffer.getvalue())
-        sidecar = finite_json.dumps({**meta, "token": token}, indent=2, default=str)
-        atomic_write_bytes(_file(nxt, ".json"), sidecar.encode())
+        with _disk_full_is_an_error(stem, _nbytes(weights) + buffer.tell() + len(sidecar)):
+            _write_weights(_file(nxt, ".safetensors"), weights, {"token": token})
+            atomic_write_bytes(_file(nxt, ".state.pt"), buffer.getvalue())
+            atomic_write_bytes(_file(nxt, ".json"), sidecar)
     except BaseException:
         _remove_set(nxt)
         raise
