@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import numpy as np
 import torch
 
 from transferkit._console import console
-from transferkit.evaluate.inference import load_run
-from transferkit.export._checkdata import image_source, run_check_data
+from transferkit.evaluate.inference import LoadedRun, load_run
+from transferkit.export._checkdata import CheckData, image_source, run_check_data
 from transferkit.export.engines import iter_batches, load_engine
 from transferkit.export.errors import ExportError
 from transferkit.export.parity import (
@@ -32,7 +34,7 @@ FORMATS = {"onnx": ".onnx", "mnn": ".mnn", "torchscript": ".pt"}
 
 @dataclass
 class ExportResult:
-    """The files an export wrote and how each one compares with the PyTorch model."""
+    """The files an export kept (those within tolerance) and how each one it made compares with PyTorch."""
 
     out_dir: Path
     files: list[Path] = field(default_factory=list)
@@ -55,7 +57,8 @@ def export_run(
 
     Writes ``model.<ext>`` (and ``model.int8.mnn`` with `int8`), ``preprocessing.json`` and ``parity.json``
     to `out_dir` (default ``<run>/export``). The parity images are the run's validation split, re-created
-    from the run directory, or `check_data`.
+    from the run directory, or `check_data`. A model file is written under a temporary name and takes its
+    final name only once its parity check passed; one that fails is removed (with any older file of its name).
 
     Args:
         run_dir: The run directory.
@@ -92,52 +95,95 @@ def export_run(
 
     result = ExportResult(out)
     (out / "preprocessing.json").write_text(json.dumps(sidecar, indent=2))
-    model_path = out / f"model{FORMATS[fmt]}"
-    if fmt == "onnx":
-        from transferkit.export.onnx import export_onnx
-
-        export_onnx(model, model_path, sidecar)
-        targets = [(model_path, "fp32", FP32_TOLERANCE)]
-    elif fmt == "torchscript":
-        from transferkit.export.torchscript import export_torchscript
-
-        export_torchscript(model, model_path, sidecar)
-        targets = [(model_path, "fp32", FP32_TOLERANCE)]
-    else:
-        from transferkit.export.mnn import convert_onnx_to_mnn, fully_connected_ops, quantize_mnn
-        from transferkit.export.onnx import export_onnx
-
-        with tempfile.TemporaryDirectory(prefix="transferkit-export-") as tmp:
-            onnx_path = export_onnx(model, Path(tmp, "model.onnx"), sidecar)
-            convert_onnx_to_mnn(onnx_path, model_path)
-            fp32_ops = fully_connected_ops(onnx_path)
-        targets = [(model_path, "fp32", FP32_TOLERANCE)]
-        if int8:
-            calibration = image_source(calib) if calib else data.calibration
-            console.print(
-                f"int8 calibration on {min(len(calibration), 200)} images from {calib or data.calibration_origin}"
-            )
-            int8_path = quantize_mnn(
-                model_path, out / "model.int8.mnn", calibration, run.preprocessing, skip_ops=fp32_ops
-            )
-            targets.append((int8_path, "int8", int8_tolerance))
-
-    for path, precision, tolerance in targets:
-        report = _check(path, fmt, precision, tolerance, images, reference, torch_speed, data.origin)
-        console.print(report.summary())
-        result.files.append(path)
-        result.parity.append(report)
+    staged: list[Path] = []  # every temporary file, removed in the end whatever happens
+    try:
+        targets = _write_files(fmt, run, out, sidecar, staged, int8=int8, calib=calib, data=data, tol=int8_tolerance)
+        for final, path, precision, tolerance in targets:
+            report = _check(path, fmt, precision, tolerance, images, reference, torch_speed, data.origin)
+            report.file = str(final)
+            console.print(report.summary())
+            result.parity.append(report)
+        for (final, path, _, _), report in zip(targets, result.parity, strict=True):
+            if report.passed:
+                os.replace(path, final)
+                result.files.append(final)
+            else:  # an older file of this name would be taken for this export's: it goes too
+                final.unlink(missing_ok=True)
+    finally:
+        for path in staged:
+            path.unlink(missing_ok=True)
     _write_parity(out / "parity.json", result.parity)
     failed = [r for r in result.parity if not r.passed]
     if failed:
-        details = "; ".join(
-            f"{Path(r.file).name}: top-1 agreement {100 * r.top1_agreement:.2f}% (need "
-            f"{100 * r.tolerance['min_top1_agreement']:.1f}%), max |logit diff| {r.max_abs_diff:.2e}"
-            + (f" (limit {r.tolerance['max_abs_diff']:g})" if r.tolerance["max_abs_diff"] is not None else "")
-            for r in failed
-        )
-        raise ExportError(f"export outside parity tolerance: {details}; see {out / 'parity.json'}")
+        raise _outside_tolerance(failed, out / "parity.json")
     return result
+
+
+def _outside_tolerance(failed: list[ParityReport], parity_file: Path) -> ExportError:
+    details = "; ".join(
+        f"{Path(r.file).name}: top-1 agreement {100 * r.top1_agreement:.2f}% (need "
+        f"{100 * r.tolerance['min_top1_agreement']:.1f}%), max |logit diff| {r.max_abs_diff:.2e}"
+        + (f" (limit {r.tolerance['max_abs_diff']:g})" if r.tolerance["max_abs_diff"] is not None else "")
+        for r in failed
+    )
+    names = ", ".join(Path(r.file).name for r in failed)
+    return ExportError(f"export outside parity tolerance: {details}; not kept: {names}; see {parity_file}")
+
+
+def _staging(final: Path, staged: list[Path]) -> Path:
+    """A temporary name beside `final` with its suffix (engines go by suffix), recorded in `staged`."""
+    path = final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+    staged.append(path)
+    return path
+
+
+def _write_files(
+    fmt: str,
+    run: LoadedRun,
+    out: Path,
+    sidecar: dict,
+    staged: list[Path],
+    *,
+    int8: bool,
+    calib: str | Path | None,
+    data: CheckData,
+    tol: Tolerance,
+) -> list[tuple[Path, Path, str, Tolerance]]:
+    """Write the export under temporary names: (final name, temporary file, precision, tolerance) per file.
+
+    Nothing takes its final name before its parity check passes, so a file that fails it is never found in
+    `out` (where `predict` would use it).
+    """
+    model = run.model.eval()
+    final = out / f"model{FORMATS[fmt]}"
+    path = _staging(final, staged)
+    if fmt == "onnx":
+        from transferkit.export.onnx import export_onnx
+
+        export_onnx(model, path, sidecar)
+        return [(final, path, "fp32", FP32_TOLERANCE)]
+    if fmt == "torchscript":
+        from transferkit.export.torchscript import export_torchscript
+
+        export_torchscript(model, path, sidecar)
+        return [(final, path, "fp32", FP32_TOLERANCE)]
+    from transferkit.export.mnn import convert_onnx_to_mnn, fully_connected_ops, quantize_mnn
+    from transferkit.export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="transferkit-export-") as tmp:
+        onnx_path = export_onnx(model, Path(tmp, "model.onnx"), sidecar)
+        convert_onnx_to_mnn(onnx_path, path)
+        fp32_ops = fully_connected_ops(onnx_path)
+    targets = [(final, path, "fp32", FP32_TOLERANCE)]
+    if int8:
+        calibration = image_source(calib) if calib else data.calibration
+        origin = calib or data.calibration_origin
+        console.print(f"int8 calibration on {min(len(calibration), 200)} images from {origin}")
+        int8_final = out / "model.int8.mnn"
+        int8_path = _staging(int8_final, staged)
+        quantize_mnn(path, int8_path, calibration, run.preprocessing, skip_ops=fp32_ops)
+        targets.append((int8_final, int8_path, "int8", tol))
+    return targets
 
 
 def _check(
