@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--check-images", type=int, default=256, help="check parity on at most N images (default 256)")
     parser.add_argument("--out", help="output folder (default: RUN/export)")
-    parser.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint to export")
+    parser.add_argument(
+        "--checkpoint", "--which", dest="which", choices=["best", "last"], default="best", help="checkpoint to export"
+    )
     parser.set_defaults(func=run)
 
 

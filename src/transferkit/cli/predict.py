@@ -10,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="run directory, or an exported model file (.onnx, .mnn, .pt)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="a run's checkpoint to use")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from transferkit._console import console
     from transferkit.evaluate import predict_images
 
-    results = predict_images(args.run, args.images, top_k=args.top_k)
+    results = predict_images(args.run, args.images, top_k=args.top_k, which=args.checkpoint)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -39,17 +39,19 @@ def evaluate_run(
     return metrics, out
 
 
-def predict_images(run_dir: str | Path | LoadedRun, paths: list[str | Path], *, top_k: int = 3) -> list[dict]:
+def predict_images(
+    run_dir: str | Path | LoadedRun, paths: list[str | Path], *, top_k: int = 3, which: str = "best"
+) -> list[dict]:
     """Top-k classes and probabilities for each image file.
 
     `run_dir` may also be an exported model file (``.onnx``, ``.mnn``, ``.pt``): it then runs in its own
-    engine with the preprocessing saved beside it.
+    engine with the preprocessing saved beside it. `which` is the run's checkpoint: ``best`` or ``last``.
     """
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix.lower() in (".onnx", ".mnn", ".pt", ".pts"):
         from transferkit.export.engines import predict_files
 
         return predict_files(run_dir, paths, top_k=top_k)
-    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, which)
     transform = build_transforms(run.preprocessing, train=False)
     k = max(1, min(top_k, len(run.classes)))
     results = []

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from transferkit.data import ImageDataset, ImageSource
 from transferkit.data.transforms import build_transforms
 from transferkit.models import build_model
-from transferkit.train.checkpoint import CheckpointError, load_checkpoint, read_sidecar
+from transferkit.train.checkpoint import CheckpointError, checkpoint_problem, load_checkpoint, read_sidecar
 from transferkit.train.loop import evaluate_loader
 
 __all__ = ["LoadedRun", "load_run", "run_logits"]
@@ -30,14 +30,24 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
-    """Rebuild the model of a run directory from its `best` (or `last`) checkpoint."""
+    """Rebuild the model of a run directory from its `best` (or `last`) checkpoint.
+
+    Raises:
+        CheckpointError: The checkpoint is missing or damaged; when `best` is and `last` is readable, the
+            message says so (``--checkpoint last``).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory not found: {run_dir}")
     stem = run_dir / which
-    meta = read_sidecar(stem)
-    model = build_model(meta["backbone"], len(meta["classes"]), pretrained=False).model
-    load_checkpoint(stem, model)
+    try:
+        meta = read_sidecar(stem)
+        model = build_model(meta["backbone"], len(meta["classes"]), pretrained=False).model
+        load_checkpoint(stem, model)
+    except CheckpointError as exc:
+        if which == "best" and checkpoint_problem(run_dir / "last") is None:
+            raise CheckpointError(f"{exc}; the run's latest weights can be used instead: --checkpoint last") from None
+        raise
     model.eval()
     return LoadedRun(model, list(meta["classes"]), dict(meta["preprocessing"]), meta, run_dir)
 

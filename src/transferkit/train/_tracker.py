@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from transferkit._console import console
+from transferkit.train._resume import warn
 from transferkit.train._rng import capture_rng
-from transferkit.train.checkpoint import save_checkpoint, save_training_state
+from transferkit.train.checkpoint import checkpoint_problem, save_checkpoint, save_training_state
 from transferkit.train.distributed import DistContext
 from transferkit.train.loop import EpochProgress, EpochResult
 from transferkit.train.rundir import RunDir
@@ -77,6 +78,11 @@ class Tracker:
         self.best_acc, self.best_epoch = float(state["best_acc"]), int(state["best_epoch"])
         self.bad_epochs, self.stopped = int(state["bad_epochs"]), bool(state["stopped"])
         self.last_metrics = state.get("last_metrics")
+        problem = checkpoint_problem(self.run.best) if self.best_epoch > 0 else None
+        if problem:
+            # Kept as is, a damaged best would only be replaced by a better epoch, which may never come.
+            warn(f"the best checkpoint (epoch {self.best_epoch}) cannot be read: {problem}; the next epoch replaces it")
+            self.best_acc, self.best_epoch = -1.0, 0
 
     def on_step(self, epoch: int, progress: EpochProgress) -> None:
         """After each training step: periodic mid-epoch save, and the save-then-stop of a Ctrl-C."""

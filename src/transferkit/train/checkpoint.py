@@ -28,11 +28,13 @@ from torch import nn
 
 from transferkit import _json as finite_json
 from transferkit._disk import is_disk_full, space_shortfall
+from transferkit.train._pickle_scan import builds_objects
 
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "atomic_write_bytes",
+    "checkpoint_problem",
     "load_checkpoint",
     "load_training_state",
     "read_sidecar",
@@ -151,6 +153,22 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot be read as safetensors ({exc})") from exc
 
 
+def checkpoint_problem(stem: Path) -> str | None:
+    """Why `<stem>`'s weights or sidecar cannot be read, or None; reads the headers, not the weights.
+
+    A truncated ``.safetensors`` shows here: its header promises more bytes than the file has.
+    """
+    try:
+        read_sidecar(stem)
+        with safe_open(str(_file(stem, ".safetensors")), framework="pt"):
+            pass
+    except CheckpointError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged or missing files
+        return f"{_file(stem, '.safetensors')}: cannot be read as safetensors ({exc})"
+    return None
+
+
 def load_checkpoint(stem: Path, model: nn.Module) -> dict:
     """Load `<stem>.safetensors` into `model` (strictly) and return the sidecar metadata."""
     meta = read_sidecar(stem)
@@ -261,13 +279,14 @@ def read_state_file(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc):
+        # Refused by the weights-only unpickler: a pickle that names globals is unsafe, random bytes are damage.
+        if "Unsupported global" in str(exc) or builds_objects(path):
             raise UnsafeCheckpointError(
                 f"{path}: refused: it contains Python objects or pickle instructions that could run code when "
                 "loaded; a training state holds only tensors and plain values. Do not resume from a file of "
                 "unknown origin."
             ) from None
-        raise CheckpointError(f"{path}: damaged training state ({exc})") from exc
+        raise CheckpointError(f"{path}: damaged training state (not a readable state file)") from None
     except Exception as exc:  # EOFError, RuntimeError (bad zip), ... for truncated or empty files
         raise CheckpointError(f"{path}: damaged training state ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or "optimizer" not in state:
