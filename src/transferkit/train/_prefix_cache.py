@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from transferkit._console import console
 from transferkit._console import progress as progress_bar
+from transferkit.train._interrupt import stop_if_requested
 
 __all__ = ["CachedPrefix", "cache_prefix", "find_frozen_prefix"]
 
@@ -204,6 +205,7 @@ def _all_boundary(
     with progress_bar() as bar:
         task = bar.add_task(what, total=len(batches), status="")  # type: ignore[arg-type]
         for images, targets in batches:
+            stop_if_requested(what)
             outputs.append(_boundary(model, last, images.to(device)).cpu())
             labels.append(targets)
             bar.update(task, advance=1)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from transferkit._console import console
+from transferkit.train._interrupt import clear_stop, request_stop
 from transferkit.train._resume import warn
 from transferkit.train._rng import capture_rng
 from transferkit.train.checkpoint import checkpoint_problem, save_checkpoint, save_training_state
@@ -165,24 +166,37 @@ class Tracker:
 
 
 class catch_interrupts:  # noqa: N801 - used as a context manager, named like one
-    """Turn the first Ctrl-C into `tracker.interrupted` (save at the next step, then stop); a second one quits."""
+    """Turn the first Ctrl-C or SIGTERM into `tracker.interrupted` (save at the next step, then stop); a second
+    one quits at once.
+
+    SIGTERM is what process managers and batch schedulers send before they kill; it gets the same chance to
+    save. Passes outside the steps (feature extraction) stop within a batch (`_interrupt.stop_if_requested`).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self.previous = None
+        self.previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.tracker.interrupted:
             raise KeyboardInterrupt
         self.tracker.interrupted = True
-        console.print("stopping after this step to save a resumable checkpoint (Ctrl-C again to quit at once)")
+        request_stop()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        console.print(f"{name}: stopping after this step to save a resumable checkpoint (Ctrl-C again to quit at once)")
 
     def __enter__(self) -> catch_interrupts:
+        clear_stop()
         # Signal handlers can only be installed from the main thread (e.g. not inside a notebook worker).
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            # None: the handler was not set from Python; the default is the closest to it.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self.previous = {}
+        clear_stop()

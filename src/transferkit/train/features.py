@@ -17,6 +17,7 @@ from transferkit.data.feature_cache import FeatureCache
 from transferkit.data.sources import ImageSource
 from transferkit.data.transforms import eval_resize, interpolation_mode
 from transferkit.train._engines import feature_runner
+from transferkit.train._interrupt import stop_if_requested
 
 __all__ = ["cached_features", "extract_features", "extract_source_features", "extractor_key"]
 
@@ -35,6 +36,7 @@ def extract_features(
     with progress() as bar:
         task = bar.add_task(description, total=len(loader), status="")
         for inputs, targets in loader:
+            stop_if_requested("feature extraction")
             x = model.forward_features(inputs.to(device))
             feats.append(model.forward_head(x, pre_logits=True).float().cpu())
             labels.append(targets)
@@ -108,6 +110,7 @@ def extract_source_features(
             task = bar.add_task(description, total=len(batches), status="")
             pending = None
             for j, rows in enumerate(batches):
+                stop_if_requested("feature extraction")
                 inputs = first if j == 0 else pending.result()
                 if j + 1 < len(batches):
                     pending = pool.submit(to_batch, batches[j + 1])
