@@ -108,7 +108,7 @@ def test_only_rank_zero_writes(runs):
     assert [p.name for p in ddp.iterdir()] == ["shapes-001"]  # one run directory, not one per process
     files = sorted(p.name for p in (ddp / "shapes-001").iterdir())
     assert files == sorted(p.name for p in (single / "shapes-001").iterdir())
-    assert not [f for f in files if ".tmp" in f or f.startswith(".")]
+    assert not [f for f in files if ".tmp" in f or (f.startswith(".") and f != ".lock")]  # .lock: the run lock
     summary = json.loads((ddp / "shapes-001" / "summary.json").read_text())
     assert summary["device"] == "cpu"
     assert stdout.count("best val acc") == 1  # rank 1 prints nothing
