@@ -190,6 +190,13 @@ class TrainConfig:
     """Also save the resumable state every this many steps within an epoch (0: at epoch ends only)."""
 
     def __post_init__(self) -> None:
+        from transferkit._field_types import FieldTypeError, checked_value
+
+        for f in fields(self):  # first the types: `epochs: true` must not pass as 1, nor `ten` reach a comparison
+            try:
+                setattr(self, f.name, checked_value(f.name, f.type, getattr(self, f.name)))
+            except FieldTypeError as exc:
+                raise ConfigError(str(exc)) from None
         if self.strategy not in strategy_names() and self.strategy != "auto":
             raise ConfigError(f"strategy {self.strategy!r}: choose auto or one of {', '.join(strategy_names())}")
         if self.bn_stats not in BN_STATS:
@@ -208,6 +215,8 @@ class TrainConfig:
             raise ConfigError(f"recipe {self.recipe!r}: choose auto or one of {', '.join(RECIPES)}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device {self.device!r}: choose auto, cpu, cuda, cuda:N or mps")
         if self.strategy != "auto":
             try:
                 get_strategy(self.strategy).check(self)
@@ -229,6 +238,8 @@ class TrainConfig:
             (0 <= self.max_bad_fraction <= 1, "max_bad_fraction must be in [0, 1]"),
             (self.max_bad_steps >= 1, "max_bad_steps must be at least 1"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be 0 or more"),
+            (self.workers >= 0, "workers must be 0 or more"),
+            (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -258,17 +269,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(map(str, data)) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        """Read a YAML mapping of fields; every error names the file (and the line of a YAML syntax error)."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 @cache

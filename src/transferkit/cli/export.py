@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from transferkit.cli._argtypes import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -31,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="images for the parity check when the run's validation data is unavailable "
         "(image folder, list file, or Fashion-MNIST folder)",
     )
-    parser.add_argument("--check-images", type=int, default=256, help="check parity on at most N images (default 256)")
+    parser.add_argument(
+        "--check-images", type=positive_int, default=256, help="check parity on at most N images (default 256)"
+    )
     parser.add_argument("--out", help="output folder (default: RUN/export)")
     parser.add_argument(
         "--checkpoint", "--which", dest="which", choices=["best", "last"], default="best", help="checkpoint to export"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from transferkit.cli._argtypes import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="classify image files with a trained run")
     parser.add_argument("run", help="run directory, or an exported model file (.onnx, .mnn, .pt)")
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=positive_int, default=3, help="classes listed per image (default 3)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="a run's checkpoint to use")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from transferkit.data import ImageSource, open_rgb
-from transferkit.data.transforms import build_transforms
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
 from transferkit.train.checkpoint import CheckpointError
@@ -47,12 +46,14 @@ def predict_images(
     `run_dir` may also be an exported model file (``.onnx``, ``.mnn``, ``.pt``): it then runs in its own
     engine with the preprocessing saved beside it. `which` is the run's checkpoint: ``best`` or ``last``.
     """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix.lower() in (".onnx", ".mnn", ".pt", ".pts"):
         from transferkit.export.engines import predict_files
 
         return predict_files(run_dir, paths, top_k=top_k)
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, which)
-    transform = build_transforms(run.preprocessing, train=False)
+    transform = run.preprocessing.eval_transform()
     k = max(1, min(top_k, len(run.classes)))
     results = []
     with torch.inference_mode():
