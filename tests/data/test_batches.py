@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
-from transferkit.data import ImageSource
+from transferkit.data import ImageSource, Preprocessing
 from transferkit.data.batches import ArrayBatches
 from transferkit.data.transforms import build_transforms
 
@@ -19,8 +19,8 @@ def _source(n=6, side=12, rgb=True, seed=0):
 @pytest.mark.parametrize("rgb", [True, False])
 def test_evaluation_batches_equal_the_per_image_transform(rgb):
     source = _source(rgb=rgb)
-    pre = {"image_size": 8, "mean": MEAN, "std": STD, "crop_pct": 1.0}
-    images, labels = ArrayBatches(source, image_size=8, mean=MEAN, std=STD)[[4, 1, 3]]
+    pre = Preprocessing(image_size=8, mean=MEAN, std=STD, crop_pct=1.0)
+    images, labels = ArrayBatches(source, pre)[[4, 1, 3]]
     # The per-image PIL path of the same view: a centre crop of 8 from the 12 px image (no resize at crop_pct 1).
     want = torch.stack(
         [T.Compose([T.CenterCrop(8), T.ToTensor(), T.Normalize(MEAN, STD)])(source.load(i)) for i in (4, 1, 3)]
@@ -33,7 +33,7 @@ def test_evaluation_batches_equal_the_per_image_transform(rgb):
 
 def test_training_crops_come_from_the_padded_image_and_depend_only_on_the_seed():
     source = _source(n=64, side=8)
-    batches = ArrayBatches(source, image_size=8, mean=[0.0] * 3, std=[1 / 255] * 3, train=True, padding=2)
+    batches = ArrayBatches(source, Preprocessing(8, [0.0] * 3, [1 / 255] * 3), train=True, padding=2)
     items = [(i, 1000 + i) for i in range(64)]
     first, labels = batches[items]
     again, _ = batches[items]
@@ -52,7 +52,7 @@ def test_training_crops_come_from_the_padded_image_and_depend_only_on_the_seed()
 
 def test_erasing_blanks_a_rectangle_in_the_chosen_fraction():
     source = ImageSource(classes=["a"], labels=np.zeros(200, np.int64), arrays=np.full((200, 16, 16), 255, np.uint8))
-    batches = ArrayBatches(source, image_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True, flip=False, erase=0.5)
+    batches = ArrayBatches(source, Preprocessing(16, [0.5] * 3, [0.5] * 3), train=True, flip=False, erase=0.5)
     images, _ = batches[[(i, 3) for i in range(200)]]
     erased = (images == 0).flatten(1).any(1)
     assert 0.35 < erased.float().mean().item() < 0.65
@@ -62,6 +62,6 @@ def test_erasing_blanks_a_rectangle_in_the_chosen_fraction():
 def test_file_sources_and_small_images_are_refused():
     files = ImageSource(classes=["a"], labels=np.zeros(1, np.int64), paths=["x.png"])
     with pytest.raises(ValueError, match="array-backed"):
-        ArrayBatches(files, image_size=8, mean=MEAN, std=STD)
+        ArrayBatches(files, Preprocessing(8, MEAN, STD))
     with pytest.raises(ValueError, match="smaller than image_size"):
-        ArrayBatches(_source(side=6), image_size=8, mean=MEAN, std=STD)
+        ArrayBatches(_source(side=6), Preprocessing(8, MEAN, STD))

@@ -69,7 +69,7 @@ def test_predict_returns_sorted_top_k_probabilities(full_run, val_folder):
 def test_load_run_restores_the_checkpoint(full_run):
     run = load_run(full_run.run_dir)
     assert run.classes == ["blue", "green", "red"]
-    assert run.preprocessing["image_size"] == 32
+    assert run.preprocessing.image_size == 32
     assert not run.model.training
     assert run.meta["epoch"] == full_run.best_epoch
     with torch.no_grad():

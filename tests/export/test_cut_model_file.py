@@ -11,7 +11,7 @@ import torch
 
 from transferkit.cli import main
 from transferkit.config import TrainConfig
-from transferkit.data import from_folder
+from transferkit.data import Preprocessing, from_folder
 from transferkit.evaluate.inference import load_run
 from transferkit.export import ExportError, export_run, load_engine
 from transferkit.export._graph import cut_graph, load_model, resolve_cut
@@ -46,7 +46,7 @@ def test_the_cut_graph_computes_the_backbone_features(onnx_export, full_run, val
     model = load_model(onnx_export.out_dir / "model.onnx")
     cut = cut_graph(model, resolve_cut(model, POOL_NODE))
     session = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
-    pre = json.loads((onnx_export.out_dir / "preprocessing.json").read_text())
+    pre = Preprocessing.from_dict(json.loads((onnx_export.out_dir / "preprocessing.json").read_text()))
     batch = next(iter_batches(from_folder(val_folder), pre, 16))
     (features,) = session.run(None, {"input": batch})
     net = load_run(full_run.run_dir).model
@@ -165,7 +165,7 @@ def test_the_cut_graph_runs_in_mnn_with_the_same_result(tmp_path, onnx_export, i
         for engine in ("onnxruntime", "mnn")
     }
     heads = {engine: load_engine(r.model_path) for engine, r in results.items()}
-    batch = next(iter_batches(from_folder(val_folder), heads["mnn"].preprocessing, 24))
+    batch = next(iter_batches(from_folder(val_folder), Preprocessing.from_dict(heads["mnn"].preprocessing), 24))
     # The features agree to float precision (~1e-5); L-BFGS stops on a tolerance, so the heads' logits agree to
     # a few thousandths (logits of size ~3) and their predictions exactly.
     mnn, ort = heads["mnn"](batch), heads["onnxruntime"](batch)

@@ -60,7 +60,7 @@ def test_decoded_images_give_the_evaluation_pixels(image_folder, tmp_path, model
     folder = shutil.copytree(image_folder, tmp_path / "shapes")
     source = from_folder(folder)
     decoded = decoded_source(source, pre, tmp_path / "cache")
-    side = round(pre["image_size"] / pre["crop_pct"])
+    side = round(pre.image_size / pre.crop_pct)
     assert decoded.arrays.shape == (len(source), side, side, 3)
     assert not decoded.arrays.flags.owndata  # a view of the memory-mapped file, not a copy in memory
     assert decoded.labels.tolist() == source.labels.tolist()

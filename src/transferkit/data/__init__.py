@@ -11,6 +11,7 @@ from transferkit.data.sources import (
     from_idx,
     from_list,
 )
+from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.split import per_class_subset, stratified_folds, stratified_split
 from transferkit.data.transforms import build_transforms
 
@@ -20,6 +21,7 @@ __all__ = [
     "DataError",
     "ImageDataset",
     "ImageSource",
+    "Preprocessing",
     "array_to_rgb",
     "build_transforms",
     "fashion_mnist",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
 
 __all__ = ["ArrayBatches"]
@@ -19,16 +18,17 @@ class ArrayBatches(Dataset):
 
     Made for array-backed sources (in memory, IDX, or the decoded-image cache): a batch is one fancy index into the
     uint8 array, one conversion to float and one normalisation, instead of a PIL round trip per image. Evaluation
-    centre-crops `image_size` from the stored side; training takes a random `image_size` crop from the image padded
-    by `padding` pixels of black on each side, flips half the images left-right and, with `erase` > 0, blanks a
-    random rectangle (to the mean) in that fraction of them. The randomness of a batch comes from its first
-    sample's seed, so a batch is the same whether or not a run was interrupted before it.
+    centre-crops the preprocessing's `image_size` from the stored side; training takes a random `image_size` crop
+    from the image padded by `padding` pixels of black on each side, flips half the images left-right and, with
+    `erase` > 0, blanks a random rectangle (to the mean) in that fraction of them. The randomness of a batch comes
+    from its first sample's seed, so a batch is the same whether or not a run was interrupted before it.
 
     Use it with ``DataLoader(batches, sampler=batch_sampler, batch_size=None)``.
 
     Example:
         >>> source = ImageSource(classes=["a", "b"], labels=np.array([0, 1]), arrays=np.zeros((2, 8, 8), np.uint8))
-        >>> images, labels = ArrayBatches(source, image_size=8, mean=[0.5] * 3, std=[0.5] * 3)[[0, 1]]
+        >>> pre = Preprocessing(image_size=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        >>> images, labels = ArrayBatches(source, pre)[[0, 1]]
         >>> tuple(images.shape), labels.tolist(), images.min().item()
         ((2, 3, 8, 8), [0, 1], -1.0)
     """
@@ -36,10 +36,8 @@ class ArrayBatches(Dataset):
     def __init__(
         self,
         source: ImageSource,
+        pre: Preprocessing,
         *,
-        image_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
         train: bool = False,
         padding: int = 0,
         flip: bool = True,
@@ -48,10 +46,8 @@ class ArrayBatches(Dataset):
         """Creates the batches.
 
         Args:
-            source: Array-backed images, (N, H, W) or (N, H, W, 3) uint8, at least `image_size` on each side.
-            image_size: Side of the square the model sees.
-            mean: Per-channel mean of the normalisation (RGB, in [0, 1] units).
-            std: Per-channel standard deviation.
+            source: Array-backed images, (N, H, W) or (N, H, W, 3) uint8, at least ``pre.image_size`` on each side.
+            pre: The model's preprocessing: the side of the square it sees and the normalisation.
             train: Augment (random crop from the padded image, flip, erasing); otherwise centre-crop only.
             padding: Training: black border added on each side before the random crop.
             flip: Training: flip half the images left-right.
@@ -60,12 +56,11 @@ class ArrayBatches(Dataset):
         if source.arrays is None:
             raise ValueError(f"{source.name or 'image source'}: ArrayBatches needs an array-backed source")
         height, width = source.arrays.shape[1:3]
+        image_size = pre.image_size
         if min(height, width) < image_size:
             raise ValueError(f"images of {height}x{width} px are smaller than image_size {image_size}")
-        self.source, self.image_size, self.train = source, int(image_size), train
+        self.source, self.pre, self.image_size, self.train = source, pre, image_size, train
         self.padding, self.flip, self.erase = int(padding), flip, float(erase)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
 
     def __len__(self) -> int:
@@ -81,7 +76,7 @@ class ArrayBatches(Dataset):
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
         generator = torch.Generator().manual_seed(int(batch[0][1]) if seeded else int(index[0]))
         images = self._crop(images, generator)
-        images = (images.float() - self.mean) / self.std  # grey (N, 1, H, W) broadcasts to 3 channels
+        images = self.pre.normalize(images)  # grey (N, 1, H, W) broadcasts to 3 channels
         if self.train and self.erase > 0:
             self._erase(images, generator)
         return images.contiguous(memory_format=torch.channels_last), self.labels[torch.from_numpy(index)]

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from torchvision import transforms as T
 
 from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
 from transferkit.data.errors import CacheFullError, DataError
+from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
-from transferkit.data.transforms import eval_resize, interpolation_mode
 
 __all__ = ["decoded_source"]
 
@@ -21,28 +20,27 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def decoded_source(source: ImageSource, pre: dict, root: str | Path | None = None) -> ImageSource:
+def decoded_source(source: ImageSource, pre: Preprocessing, root: str | Path | None = None) -> ImageSource:
     """`source` with every image decoded, resized and centre-cropped to a square once, for `pre`'s transforms.
 
     The square's side is the evaluation resize, ``image_size / crop_pct``.
 
     The pixels live in a uint8 memory-mapped array under ``<cache>/decoded/`` (``N x side x side x 3`` bytes),
     so memory stays bounded whatever the dataset size and the operating system keeps the hot part in its page
-    cache. The evaluation transform of `build_transforms` (resize to ``side``, centre-crop) gives the same
+    cache. The evaluation transform of `pre` (resize to ``side``, centre-crop) gives the same
     pixels from this array as from the files; training crops are taken from the centred square. Entries are
     keyed and checked like the feature cache: files that changed since they were decoded are decoded again.
 
     Args:
         source: The images.
-        pre: Preprocessing config (image_size, crop_pct, interpolation).
+        pre: The model's preprocessing.
         root: Cache folder; default ``$TRANSFERKIT_CACHE`` or ``~/.cache/transferkit``.
 
     Returns:
         An array-backed source with the same classes, labels and name; `source` itself when an image cannot
         be read (the files are then read every epoch, and the usual skipping applies).
     """
-    side = eval_resize(pre)
-    interpolation = pre.get("interpolation", "bilinear")
+    side, interpolation = pre.eval_resize, pre.interpolation
     if source.arrays is not None and source.arrays.shape[1] == side and source.arrays.shape[2] == side:
         return source  # already square at this size: nothing to decode
     folder = cache_root(root) / "decoded"
@@ -55,7 +53,7 @@ def decoded_source(source: ImageSource, pre: dict, root: str | Path | None = Non
     else:
         why = "files changed; decoding again" if status == "stale" else "decoding once"
         console.print(f"decoded-image cache {'rebuilt' if status == 'stale' else 'miss'}: {label} at {side} px: {why}")
-        geometry = T.Compose([T.Resize(side, interpolation=interpolation_mode(interpolation)), T.CenterCrop(side)])
+        geometry = pre.geometry(crop=False)
 
         def fill(out: np.ndarray) -> None:
             for i in range(len(source)):

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from transferkit.data import ImageSource, open_rgb
-from transferkit.data.transforms import build_transforms
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
 from transferkit.train.checkpoint import CheckpointError
@@ -54,7 +53,7 @@ def predict_images(
 
         return predict_files(run_dir, paths, top_k=top_k)
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, which)
-    transform = build_transforms(run.preprocessing, train=False)
+    transform = run.preprocessing.eval_transform()
     k = max(1, min(top_k, len(run.classes)))
     results = []
     with torch.inference_mode():

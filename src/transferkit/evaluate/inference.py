@@ -9,8 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transferkit.data import ImageDataset, ImageSource
-from transferkit.data.transforms import build_transforms
+from transferkit.data import ImageDataset, ImageSource, Preprocessing
 from transferkit.models import build_model
 from transferkit.train.checkpoint import CheckpointError, checkpoint_problem, load_checkpoint, read_sidecar
 from transferkit.train.loop import evaluate_loader
@@ -24,7 +23,7 @@ class LoadedRun:
 
     model: nn.Module
     classes: list[str]
-    preprocessing: dict
+    preprocessing: Preprocessing
     meta: dict
     run_dir: Path
 
@@ -49,7 +48,8 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
             raise CheckpointError(f"{exc}; the run's latest weights can be used instead: --checkpoint last") from None
         raise
     model.eval()
-    return LoadedRun(model, list(meta["classes"]), dict(meta["preprocessing"]), meta, run_dir)
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    return LoadedRun(model, list(meta["classes"]), pre, meta, run_dir)
 
 
 def run_logits(
@@ -57,6 +57,6 @@ def run_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every image in `source` (evaluation preprocessing)."""
     device = device or torch.device("cpu")
-    loader = DataLoader(ImageDataset(source, build_transforms(run.preprocessing, train=False)), batch_size=batch_size)
+    loader = DataLoader(ImageDataset(source, run.preprocessing.eval_transform()), batch_size=batch_size)
     _, _, logits, labels = evaluate_loader(run.model.to(device), loader, nn.CrossEntropyLoss(), device, "predict")
     return logits, labels

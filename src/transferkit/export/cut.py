@@ -20,7 +20,7 @@ from torch import nn
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource
+from transferkit.data import ImageSource, Preprocessing
 from transferkit.export._graph import append_linear_head, cut_graph, graph_inputs, load_model, resolve_cut
 from transferkit.export.engines import engine_logits, iter_batches, load_engine, run_session
 from transferkit.export.errors import ExportError
@@ -39,7 +39,7 @@ from transferkit.train.setup import RunData, RunModel, Session, prepare_data, se
 __all__ = ["CutRunResult", "train_from_model_file"]
 
 # Used only when the file carries no transferkit metadata: the ImageNet statistics most backbones expect.
-_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -114,7 +114,7 @@ def train_from_model_file(
     _write_run_files(config, data, run, pre, model_file, feature)
 
     head = _FeatureHead(feats.shape[1], len(classes), config.head_init)
-    meta = {"classes": classes, "backbone": f"{model_file.name}@{feature}", "preprocessing": pre}
+    meta = {"classes": classes, "backbone": f"{model_file.name}@{feature}", "preprocessing": pre.to_dict()}
     meta["config"] = config.to_dict()
     tracker, _ = setup_tracker(config, session, data, head, meta)
     settings = StepSettings(torch.device("cpu"), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
@@ -141,7 +141,9 @@ def train_from_model_file(
     )  # fmt: skip
 
 
-def _cut_features(cut, feature: str, config: TrainConfig, data: RunData, pre: dict) -> tuple[torch.Tensor, ...]:
+def _cut_features(
+    cut, feature: str, config: TrainConfig, data: RunData, pre: Preprocessing
+) -> tuple[torch.Tensor, ...]:
     """The cut graph run once over the training and validation images: the probe's features and labels."""
     with tempfile.TemporaryDirectory(prefix="transferkit-cut-") as tmp:
         extractor = _extractor(cut, feature, config.engine, Path(tmp))
@@ -191,17 +193,17 @@ class _FeatureHead(nn.Module):
 
 
 def _write_run_files(
-    config: TrainConfig, data: RunData, run: RunDir, pre: dict, model_file: Path, feature: str
+    config: TrainConfig, data: RunData, run: RunDir, pre: Preprocessing, model_file: Path, feature: str
 ) -> None:
     config.to_yaml(run.path / "config.yaml")
     run.write_json("classes.json", data.classes)
-    run.write_json("preprocessing.json", pre)
+    run.write_json("preprocessing.json", pre.to_dict())
     described = {"train": data.train.describe(), "val": data.val.describe(), "backbone_file": str(model_file)}
     skipped = [{"path": p, "reason": r} for p, r in data.check.bad_images]
     run.write_json("data.json", {**described, "cut_at": feature, "skipped_images": skipped})
 
 
-def _preprocessing(model, model_file: Path, config: TrainConfig) -> dict:
+def _preprocessing(model, model_file: Path, config: TrainConfig) -> Preprocessing:
     """The file's own preprocessing when transferkit wrote it; otherwise its input size and ImageNet statistics."""
     meta = read_onnx_metadata(model_file)
     dims = graph_inputs(model)[0].type.tensor_type.shape.dim
@@ -209,14 +211,13 @@ def _preprocessing(model, model_file: Path, config: TrainConfig) -> dict:
     if fixed and config.image_size and config.image_size != fixed:
         raise ExportError(f"{model_file} takes {fixed} px inputs; --image-size {config.image_size} cannot apply")
     if all(k in meta for k in ("image_size", "mean", "std")):
-        keys = ("image_size", "mean", "std", "interpolation", "crop_pct")
-        return {k: meta[k] for k in keys if k in meta} | {"crop_pct": float(meta.get("crop_pct", config.crop_pct))}
+        return Preprocessing.from_dict({**meta, "crop_pct": meta.get("crop_pct", config.crop_pct)})
     size = fixed or config.image_size or 224
     console.print(
         f"{model_file.name} carries no preprocessing metadata: using {size} px and ImageNet mean/std "
         f"(crop_pct {config.crop_pct})"
     )
-    return {"image_size": int(size), **_IMAGENET, "crop_pct": float(config.crop_pct)}
+    return Preprocessing(int(size), _IMAGENET_MEAN, _IMAGENET_STD, "bilinear", config.crop_pct)
 
 
 def _extractor(cut, feature: str, engine: str, tmp: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -240,7 +241,7 @@ def _extractor(cut, feature: str, engine: str, tmp: Path) -> Callable[[np.ndarra
 
 
 def _features(
-    extract: Callable[[np.ndarray], np.ndarray], source: ImageSource, pre: dict, batch_size: int, what: str
+    extract: Callable[[np.ndarray], np.ndarray], source: ImageSource, pre: Preprocessing, batch_size: int, what: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     chunks = [extract(batch).reshape(len(batch), -1) for batch in iter_batches(source, pre, batch_size)]
     console.print(f"features ({what}): {len(source)} images")

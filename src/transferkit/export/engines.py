@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit.data import ImageSource, open_rgb
-from transferkit.data.transforms import build_transforms
+from transferkit.data import ImageSource, Preprocessing, open_rgb
 from transferkit.export.errors import ExportError
 
 __all__ = [
@@ -203,11 +202,11 @@ def _embedded_preprocessing(path: Path) -> dict | None:
     return None
 
 
-def iter_batches(source: ImageSource, pre: dict, batch_size: int = 32) -> Iterator[np.ndarray]:
+def iter_batches(source: ImageSource, pre: Preprocessing, batch_size: int = 32) -> Iterator[np.ndarray]:
     """Evaluation-preprocessed float32 batches of `source`, in order."""
     import torch
 
-    transform = build_transforms(pre, train=False)
+    transform = pre.eval_transform()
     for start in range(0, len(source), batch_size):
         stop = min(start + batch_size, len(source))
         yield torch.stack([transform(source.load(i)) for i in range(start, stop)]).numpy()
@@ -215,7 +214,8 @@ def iter_batches(source: ImageSource, pre: dict, batch_size: int = 32) -> Iterat
 
 def engine_logits(engine: Engine, source: ImageSource, batch_size: int = 32) -> np.ndarray:
     """Logits of every image of `source`, preprocessed as the engine's sidecar says."""
-    return np.concatenate([engine(batch) for batch in iter_batches(source, engine.preprocessing, batch_size)])
+    pre = Preprocessing.from_dict(engine.preprocessing)
+    return np.concatenate([engine(batch) for batch in iter_batches(source, pre, batch_size)])
 
 
 def predict_files(model_file: str | Path, paths: list[str | Path], *, top_k: int = 3) -> list[dict]:
@@ -223,7 +223,7 @@ def predict_files(model_file: str | Path, paths: list[str | Path], *, top_k: int
     import torch
 
     engine = load_engine(model_file)
-    transform = build_transforms(engine.preprocessing, train=False)
+    transform = Preprocessing.from_dict(engine.preprocessing).eval_transform()
     classes = engine.classes
     k = max(1, min(top_k, len(classes)))
     results = []

@@ -83,7 +83,7 @@ def export_run(
     run = load_run(run_dir, which)
     out = Path(out_dir) if out_dir else run.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    sidecar = {**run.preprocessing, "classes": run.classes, "backbone": run.meta.get("backbone", "")}
+    sidecar = {**run.preprocessing.to_dict(), "classes": run.classes, "backbone": run.meta.get("backbone", "")}
     data = run_check_data(run.run_dir, check_data)
     check = data.check.subset(_evenly(len(data.check), check_images))
     console.print(f"parity images: {len(check)} from {data.origin}")

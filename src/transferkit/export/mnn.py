@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from transferkit.data import ImageSource
+from transferkit.data import ImageSource, Preprocessing
 from transferkit.export.errors import ExportError
 
 __all__ = ["convert_onnx_to_mnn", "fully_connected_ops", "quantize_mnn"]
@@ -43,7 +43,7 @@ def quantize_mnn(
     fp32_path: str | Path,
     int8_path: str | Path,
     calibration: ImageSource,
-    preprocessing: dict,
+    preprocessing: Preprocessing,
     *,
     max_images: int = 200,
     method: str = "KL",
@@ -59,7 +59,7 @@ def quantize_mnn(
         fp32_path: The fp32 MNN file.
         int8_path: The file to write.
         calibration: Images to calibrate the activation ranges on (labels are ignored).
-        preprocessing: image_size, mean, std, interpolation, crop_pct.
+        preprocessing: The model's preprocessing.
         max_images: Calibrate on at most this many images, evenly spaced through `calibration`.
         method: Activation range method, ``KL`` (default) or ``EMA`` / ``ADMM``.
         skip_ops: MNN op names to keep in fp32 (see `fully_connected_ops`).
@@ -68,15 +68,11 @@ def quantize_mnn(
         ExportError: No calibration images, or MNN's quantisation tool failed.
     """
     import numpy as np
-    import torchvision.transforms as T
-
-    from transferkit.data.transforms import build_transforms
 
     if len(calibration) == 0:
         raise ExportError("int8 quantisation needs calibration images; none were given")
-    size = int(preprocessing["image_size"])
-    # The evaluation transform minus ToTensor/Normalize: the same resize and crop as at inference.
-    geometry = T.Compose(build_transforms(preprocessing, train=False).transforms[:-2])
+    size = preprocessing.image_size
+    geometry = preprocessing.geometry()  # the same resize and crop as at inference
     picks = np.linspace(0, len(calibration), num=min(max_images, len(calibration)), endpoint=False).astype(int)
     with tempfile.TemporaryDirectory(prefix="transferkit-calib-") as tmp:
         folder = Path(tmp, "images")
@@ -86,8 +82,8 @@ def quantize_mnn(
             image.save(folder / f"{n:05d}.png")
         config = {
             "format": "RGB",
-            "mean": [255.0 * m for m in preprocessing["mean"]],
-            "normal": [1.0 / (255.0 * s) for s in preprocessing["std"]],
+            "mean": [255.0 * m for m in preprocessing.mean],
+            "normal": [1.0 / (255.0 * s) for s in preprocessing.std],
             "width": size,
             "height": size,
             "path": str(folder) + "/",

@@ -8,6 +8,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
+from transferkit.data.preprocessing import INTERPOLATIONS, Preprocessing
 from transferkit.models.loading import LoadReport, load_pretrained
 from transferkit.models.registry import BackboneSpec, get_backbone
 from transferkit.models.surgery import head_keys, replace_head
@@ -75,7 +76,7 @@ def build_model(
 
 def preprocessing_config(
     model: nn.Module, spec: BackboneSpec, image_size: int | None = None, crop_pct: float | None = None
-) -> dict:
+) -> Preprocessing:
     """Mean, std, interpolation and input size from the architecture's pretrained configuration.
 
     Args:
@@ -85,10 +86,12 @@ def preprocessing_config(
     """
     cfg = timm.data.resolve_data_config({}, model=model)
     size = image_size or spec.default_size or cfg["input_size"][-1]
-    return {
-        "image_size": int(size),
-        "mean": [float(x) for x in cfg["mean"]],
-        "std": [float(x) for x in cfg["std"]],
-        "interpolation": cfg.get("interpolation", "bilinear"),
-        "crop_pct": float(crop_pct if crop_pct is not None else cfg.get("crop_pct", 0.875)),
-    }
+    interpolation = cfg.get("interpolation", "bilinear")
+    return Preprocessing(
+        image_size=int(size),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        # An interpolation the transforms do not know has always meant bilinear.
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bilinear",
+        crop_pct=float(crop_pct if crop_pct is not None else cfg.get("crop_pct", 0.875)),
+    )

@@ -6,10 +6,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from transferkit.config import TrainConfig
-from transferkit.data import ImageDataset, ImageSource
+from transferkit.data import ImageDataset, ImageSource, Preprocessing
 from transferkit.data.batches import ArrayBatches
 from transferkit.data.decoded import decoded_source
-from transferkit.data.transforms import build_transforms, eval_resize, pad_crop_padding
+from transferkit.data.transforms import build_transforms, pad_crop_padding
 from transferkit.train._order import EpochBatchSampler, SeededSamples
 from transferkit.train.distributed import DistContext
 
@@ -22,7 +22,7 @@ class LoaderFactory:
     The per-image datasets it made are kept, so that the run can count the images they had to skip.
     """
 
-    def __init__(self, config: TrainConfig, pre: dict, dist: DistContext, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, pre: Preprocessing, dist: DistContext, device: torch.device) -> None:
         self.config, self.pre, self.dist, self.device = config, pre, dist, device
         self.datasets: list[ImageDataset] = []
 
@@ -69,7 +69,7 @@ class LoaderFactory:
         """Batches straight from the uint8 array when the source has one at the right size and the augmentation is
         tensor-level (pad-crop, or none); None means the per-image PIL path."""
         pre, config = self.pre, self.config
-        size, side = int(pre["image_size"]), eval_resize(pre)
+        size, side = pre.image_size, pre.eval_resize
         if source.arrays is None or source.arrays.shape[1] != side or source.arrays.shape[2] != side:
             return None
         augment = train and config.augment
@@ -77,9 +77,7 @@ class LoaderFactory:
             return None
         return ArrayBatches(
             source,
-            image_size=size,
-            mean=pre["mean"],
-            std=pre["std"],
+            pre,
             train=augment,
             padding=pad_crop_padding(size),
             erase=config.random_erase,

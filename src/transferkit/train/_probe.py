@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource
+from transferkit.data import ImageSource, Preprocessing
 from transferkit.train._tracker import PhaseContext, Tracker
 from transferkit.train.features import cached_features
 from transferkit.train.linear_head import LbfgsHead
@@ -27,7 +27,7 @@ _EXTRACT_BATCH = 64
 
 
 def probe_features(
-    model: nn.Module, config: TrainConfig, pre: dict, train: ImageSource, val: ImageSource
+    model: nn.Module, config: TrainConfig, pre: Preprocessing, train: ImageSource, val: ImageSource
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Train and validation features (from the on-disk cache when they are there) and labels."""
 

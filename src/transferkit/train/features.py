@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision import transforms as T
 
 from transferkit._console import progress
 from transferkit.data.feature_cache import FeatureCache
+from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
-from transferkit.data.transforms import eval_resize, interpolation_mode
 from transferkit.train._engines import feature_runner
 from transferkit.train._interrupt import stop_if_requested
 
@@ -44,7 +43,7 @@ def extract_features(
     return torch.cat(feats), torch.cat(labels)
 
 
-def extractor_key(model: nn.Module, backbone: str, pre: dict) -> dict:
+def extractor_key(model: nn.Module, backbone: str, pre: Preprocessing) -> dict:
     """What decides a frozen model's pooled features: backbone, a hash of every non-head weight and buffer
     (BatchNorm statistics included), and the preprocessing (size, mean/std, interpolation, crop)."""
     head = {id(t) for t in model.get_classifier().state_dict(keep_vars=True).values()}
@@ -55,11 +54,10 @@ def extractor_key(model: nn.Module, backbone: str, pre: dict) -> dict:
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    keys = ("image_size", "mean", "std", "interpolation", "crop_pct")
     return {
         "backbone": backbone,
         "weights": h.hexdigest()[:32],
-        "preprocessing": {k: pre.get(k) for k in keys},
+        "preprocessing": pre.to_dict(),
         "dim": int(model.num_features),
     }
 
@@ -67,7 +65,7 @@ def extractor_key(model: nn.Module, backbone: str, pre: dict) -> dict:
 def extract_source_features(
     model: nn.Module,
     source: ImageSource,
-    pre: dict,
+    pre: Preprocessing,
     out: np.ndarray | None = None,
     *,
     engine: str = "torch",
@@ -86,7 +84,7 @@ def extract_source_features(
         engine: torch, onnxruntime, mnn or auto.
         engine_folder: Where exported engine files are kept; default ``<cache>/engines``.
     """
-    n, size = len(source), int(pre["image_size"])
+    n, size = len(source), pre.image_size
     if out is None:
         out = np.empty((n, int(model.num_features)), np.float32)
     if n == 0:
@@ -125,7 +123,7 @@ def cached_features(
     model: nn.Module,
     backbone: str,
     source: ImageSource,
-    pre: dict,
+    pre: Preprocessing,
     *,
     cache_dir: str | Path | None = None,
     engine: str = "torch",
@@ -153,17 +151,11 @@ def cached_features(
 class _BatchMaker:
     """Evaluation preprocessing of a batch: PIL resize and crop per image, then one normalisation per batch."""
 
-    def __init__(self, source: ImageSource, pre: dict) -> None:
-        size = int(pre["image_size"])
-        resize = eval_resize(pre)
-        interp = interpolation_mode(pre.get("interpolation", "bilinear"))
-        self.source = source
-        self.geometry = T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(size)])
-        self.mean = torch.tensor(pre["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(pre["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    def __init__(self, source: ImageSource, pre: Preprocessing) -> None:
+        self.source, self.pre, self.geometry = source, pre, pre.geometry()
 
     def __call__(self, rows: range) -> torch.Tensor:
         pixels = np.stack([np.asarray(self.geometry(self.source.load(i))) for i in rows])
-        # The same arithmetic as ToTensor + Normalize, so features equal those of the evaluation transform.
+        # Scaled to [0, 1] as ToTensor scales, so the features equal those of the evaluation transform bit for bit.
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
-        return x.sub_(self.mean).div_(self.std).contiguous()
+        return self.pre.normalize(x).contiguous()

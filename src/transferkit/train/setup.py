@@ -17,7 +17,7 @@ from torch import nn
 
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource
+from transferkit.data import ImageSource, Preprocessing
 from transferkit.data.check import CheckReport, preflight
 from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
@@ -146,7 +146,7 @@ class RunModel:
     model: nn.Module
     built: BuiltModel | None
     """None for a model that is not a registered backbone (a head over a cut model file's features)."""
-    preprocessing: dict
+    preprocessing: Preprocessing
 
 
 def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data: RunData) -> RunModel:
@@ -172,10 +172,10 @@ def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data:
         console.print(built.report.summary())
         pre = preprocessing_config(model, built.spec, config.image_size, config.crop_pct)
         if config.image_size is None and built.spec.default_size is None:
-            pre["image_size"] = auto_image_size(data.train.describe()["image_sizes"], pre["image_size"])
+            pre = pre.with_size(auto_image_size(data.train.describe()["image_sizes"], pre.image_size))
     else:
         _load_weights(model, point)
-        pre = dict(point.meta["preprocessing"])
+        pre = Preprocessing.from_dict(point.meta["preprocessing"])
     return RunModel(model, built, pre)
 
 
@@ -208,14 +208,14 @@ def write_run_files(
     pre, run = run_model.preprocessing, session.run
     console.print(
         f"strategy {config.strategy}: {plan.description}; trainable {plan.trainable_params:,} / "
-        f"frozen {plan.frozen_params:,} parameters; image size {pre['image_size']} px on {session.device}"
+        f"frozen {plan.frozen_params:,} parameters; image size {pre.image_size} px on {session.device}"
     )
     if session.dist.is_main:
         config.to_yaml(run.path / "config.yaml")
         if not session.resumed:
             run.write_json("classes.json", data.classes)
             run.write_json("load_report.json", run_model.built.report.to_dict())
-            run.write_json("preprocessing.json", pre)
+            run.write_json("preprocessing.json", pre.to_dict())
         skipped = [{"path": p, "reason": r} for p, r in data.check.bad_images]
         described = {"train": data.train.describe(), "val": data.val.describe(), "freeze_plan": plan.description}
         run.write_json("data.json", {**described, "skipped_images": skipped, "warnings": data.check.warnings})
@@ -225,7 +225,7 @@ def write_run_files(
         "backbone": config.backbone,
         "architecture": run_model.built.spec.architecture,
         "weights": point.meta.get("weights") if point is not None else run_model.built.report.source,
-        "preprocessing": pre,
+        "preprocessing": pre.to_dict(),
         "strategy": config.strategy,
         "config": config.to_dict(),
     }
