@@ -6,6 +6,7 @@ Example:
     >>> tuner.fit()                                                           # doctest: +SKIP
 """
 
+from transferkit._console import set_verbosity
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, fashion_mnist, from_folder, from_idx, from_list
 from transferkit.evaluate import evaluate_run, load_run, predict_images
@@ -35,6 +36,7 @@ __all__ = [
     "load_run",
     "predict_images",
     "register_strategy",
+    "set_verbosity",
     "strategy_names",
     "train_run",
 ]

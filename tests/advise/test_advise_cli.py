@@ -55,7 +55,7 @@ def test_advise_ranks_the_backbones_it_is_given(capsys, image_folder):
 def test_bad_input_is_a_clear_error(capsys, image_folder, args, message):
     code, out, err = _run(capsys, "advise", image_folder, *args)
     assert code == 2
-    assert message in out and "Traceback" not in out + err
+    assert message in err and "Traceback" not in out + err
 
 
 def test_train_strategy_auto_trains_the_advised_plan_and_saves_it(tmp_path, capsys, image_folder):

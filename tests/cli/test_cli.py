@@ -37,7 +37,8 @@ def test_train_evaluate_predict_on_a_folder(tmp_path, capsys, image_folder, val_
     assert code == 0, out + err
     run = tmp_path / "shapes-001"
     assert (run / "best.safetensors").is_file()
-    assert "loaded 0/" not in out and "best val acc" in out
+    assert "loaded 0/" not in err and "best val acc" in err
+    assert out == ""  # training reports on stderr; stdout is for results
 
     code, out, _ = _run(capsys, "evaluate", run, val_folder, "--json", "--out", tmp_path / "eval")
     assert code == 0
@@ -101,7 +102,7 @@ def test_user_errors_exit_2_with_one_error_line(tmp_path, capsys, image_folder, 
     argv = [a.format(tmp=tmp_path, folder=image_folder) for a in argv]
     code, out, err = _run(capsys, *argv, *TRAIN_ARGS[:2] if argv[0] == "train" and "--backbone" not in argv else [])
     assert code == 2
-    assert "error:" in out and needle in out
+    assert "error:" in err and needle in err and out == ""
     assert "Traceback" not in out + err
 
 
@@ -112,5 +113,5 @@ def test_list_file_with_a_bad_line_names_the_line(tmp_path, capsys, image_folder
     bad.write_text("\n".join(lines) + "\n")
     code, out, err = _run(capsys, "train", "--train-list", bad, "--root", image_folder, *TRAIN_ARGS)
     assert code == 2
-    assert f"{bad} line 6" in out and "expected '<path> <label>'" in out
+    assert f"{bad} line 6" in err and "expected '<path> <label>'" in err
     assert "Traceback" not in out + err

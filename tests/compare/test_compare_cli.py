@@ -18,9 +18,10 @@ def test_compare_and_report_commands(tmp_path, capsys):
     data = _folder(tmp_path / "pets")
     args = ["--backbone", "tiny_resnet", "--epochs", "2", "--image-size", "32", "--batch-size", "8"]
     code = main(["compare", str(data), "--strategies", "linear-probe,full", *args, "--out", str(tmp_path / "runs")])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
-    assert "trainable params" in out and "best val acc" in out and "linear-probe" in out and "full" in out
+    assert "trainable params" in err and "best val acc" in err  # training reports on stderr
+    assert "linear-probe" in out + err and "full" in out + err  # the summary table
     compare_dir = tmp_path / "runs" / "pets-compare-001"
     assert (compare_dir / "compare.json").is_file()
     assert (compare_dir / "linear-probe" / "val" / "metrics.json").is_file()
@@ -38,6 +39,6 @@ def test_compare_and_report_commands(tmp_path, capsys):
 def test_compare_command_errors_are_one_line(tmp_path, capsys):
     data = _folder(tmp_path / "pets", per_class=4)
     assert main(["compare", str(data), "--strategies", "full,bogus", "--out", str(tmp_path / "runs")]) == 2
-    assert "unknown strategy bogus" in capsys.readouterr().out
+    assert "unknown strategy bogus" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2
-    assert "not a compare directory" in capsys.readouterr().out
+    assert "not a compare directory" in capsys.readouterr().err

@@ -105,16 +105,16 @@ def test_cli_train_backbone_file(tmp_path, capsys, onnx_export, image_folder, va
     model_file = onnx_export.out_dir / "model.onnx"
     base = ["train", image_folder, "--val", val_folder, "--out", tmp_path, "--batch-size", "8", "--epochs", "3"]
     code = main([str(a) for a in [*base, "--backbone-file", model_file, "--cut-at", "wrong"]])
-    out = capsys.readouterr().out
-    assert code == 2 and "error:" in out and "Candidate nodes" in out and "GlobalAveragePool" in out
+    err = capsys.readouterr().err
+    assert code == 2 and "error:" in err and "Candidate nodes" in err and "GlobalAveragePool" in err
 
     code = main([str(a) for a in [*base, "--cut-at", POOL_NODE]])
-    assert code == 2 and "--cut-at needs --backbone-file" in capsys.readouterr().out
+    assert code == 2 and "--cut-at needs --backbone-file" in capsys.readouterr().err
 
     code = main([str(a) for a in [*base, "--backbone-file", model_file, "--cut-at", POOL_NODE, "--name", "cut"]])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert (tmp_path / "cut-001" / "export" / "model.onnx").is_file() and "best val acc" in out
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (tmp_path / "cut-001" / "export" / "model.onnx").is_file() and "best val acc" in err
 
 
 def test_a_missing_or_foreign_model_file_is_a_clear_error(tmp_path, image_folder):

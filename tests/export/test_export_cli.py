@@ -21,7 +21,7 @@ def test_export_then_predict_from_the_file(tmp_path, capsys, full_run, val_folde
     out_dir = tmp_path / "exported"
     code, out, err = _run(capsys, "export", full_run.run_dir, "--format", "torchscript", "--out", out_dir)
     assert code == 0, out + err
-    assert "top-1 agreement 100.00% on 24 images" in out and "-> ok" in out
+    assert "top-1 agreement 100.00% on 24 images" in err and "-> ok" in err  # the parity check reports on stderr
     assert (out_dir / "model.pt").is_file() and (out_dir / "parity.json").is_file()
 
     images = sorted(val_folder.glob("*/*.png"))[::6]
@@ -56,7 +56,7 @@ def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no-such-run"
     code, out, err = _run(capsys, "export", missing, "--format", "onnx")
     assert code == 2
-    assert "error:" in out and str(missing) in out and "Traceback" not in out + err
+    assert "error:" in err and str(missing) in err and "Traceback" not in out + err
 
 
 def test_bad_format_is_a_usage_error(capsys, full_run):
@@ -67,35 +67,35 @@ def test_bad_format_is_a_usage_error(capsys, full_run):
 
 
 def test_calib_without_int8_and_int8_for_onnx_are_errors(capsys, full_run, image_folder):
-    code, out, _ = _run(capsys, "export", full_run.run_dir, "--format", "mnn", "--calib", image_folder)
-    assert code == 2 and "--calib is only used with --int8" in out
-    code, out, _ = _run(capsys, "export", full_run.run_dir, "--format", "onnx", "--int8")
-    assert code == 2 and "int8" in out and "mnn only" in out
+    code, _, err = _run(capsys, "export", full_run.run_dir, "--format", "mnn", "--calib", image_folder)
+    assert code == 2 and "--calib is only used with --int8" in err
+    code, _, err = _run(capsys, "export", full_run.run_dir, "--format", "onnx", "--int8")
+    assert code == 2 and "int8" in err and "mnn only" in err
 
 
 def test_predict_from_unusable_model_files_names_them(tmp_path, capsys, val_folder):
     image = sorted(val_folder.glob("red/*.png"))[0]
     missing = tmp_path / "model.onnx"
-    code, out, _ = _run(capsys, "predict", missing, image)
-    assert code == 2 and str(missing) in out and "not found" in out
+    code, _, err = _run(capsys, "predict", missing, image)
+    assert code == 2 and str(missing) in err and "not found" in err
 
     garbage = tmp_path / "garbage" / "model.onnx"
     garbage.parent.mkdir()
     garbage.write_bytes(b"this is not a model")
-    code, out, _ = _run(capsys, "predict", garbage, image)
-    assert code == 2 and str(garbage) in out
+    code, _, err = _run(capsys, "predict", garbage, image)
+    assert code == 2 and str(garbage) in err
 
     bare = tmp_path / "bare" / "model.mnn"
     bare.parent.mkdir()
     bare.write_bytes(b"\0" * 64)
-    code, out, _ = _run(capsys, "predict", bare, image)
-    assert code == 2 and "preprocessing" in out and str(bare.parent / "preprocessing.json") in out
+    code, _, err = _run(capsys, "predict", bare, image)
+    assert code == 2 and "preprocessing" in err and str(bare.parent / "preprocessing.json") in err
 
 
 def test_int8_below_the_required_agreement_fails_the_export(tmp_path, capsys, full_run):
     pytest.importorskip("MNN")
     argv = ["export", full_run.run_dir, "--format", "mnn", "--int8", "--out", tmp_path, "--int8-min-agreement", "1.01"]
-    code, out, _ = _run(capsys, *argv)
-    assert code == 2 and "outside parity tolerance" in out and "model.int8.mnn" in out and "need 101.0%" in out
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and "outside parity tolerance" in err and "model.int8.mnn" in err and "need 101.0%" in err
     entries = {e["precision"]: e for e in json.loads((tmp_path / "parity.json").read_text())}
     assert entries["fp32"]["passed"] and not entries["int8"]["passed"]

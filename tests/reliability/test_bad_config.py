@@ -56,7 +56,7 @@ def test_the_cli_reports_bad_config_in_one_line(image_folder, tmp_path, capsys):
     for name, (argv, message) in cases.items():
         assert main([*argv, "--out", str(tmp_path / "runs")]) == 2, name
         out, err = capsys.readouterr()
-        assert message in out.replace("\n", "") and "Traceback" not in out + err, name
+        assert message in err.replace("\n", "") and "Traceback" not in out + err, name
     assert not (tmp_path / "runs").exists()  # refused before any run folder was made
 
 

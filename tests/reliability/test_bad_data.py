@@ -71,9 +71,9 @@ def test_bad_images_are_skipped_logged_and_counted(bad_folder, tmp_path, capsys)
     folder, files = bad_folder
     run = tmp_path / "run"
     train_run(_config(max_bad_fraction=0.2), from_folder(folder), run_dir=run)
-    out = capsys.readouterr().out.replace("\n", "")
+    err = capsys.readouterr().err.replace("\n", "")
     for path in files.values():
-        assert path.name in out
+        assert path.name in err
     assert json.loads((run / "summary.json").read_text())["skipped_images"] == 4
     listed = {Path(item["path"]).name for item in json.loads((run / "data.json").read_text())["skipped_images"]}
     assert listed == {p.name for p in files.values()}

@@ -59,8 +59,8 @@ def test_a_truncated_best_is_found_on_resume_and_replaced(damaged_run, image_fol
         backbone="tiny_resnet", strategy="full", epochs=6, lr=2e-3, batch_size=8, image_size=32, seed=0, device="cpu"
     )
     train_run(config, from_folder(image_folder), from_folder(val_folder), run_dir=damaged_run, resume=True)
-    out = capsys.readouterr().out.replace("\n", "")
-    assert "the best checkpoint (epoch" in out and "cannot be read" in out
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "the best checkpoint (epoch" in err and "cannot be read" in err
     assert checkpoint_problem(damaged_run / "best") is None
     assert read_resume_point(damaged_run, True).meta["epoch"] == 6
 
@@ -74,8 +74,8 @@ def test_commands_needing_best_suggest_the_last_checkpoint(damaged_run, val_fold
     }
     for name, argv in commands.items():
         assert main(argv) == 2, name
-        out = capsys.readouterr().out.replace("\n", "")
-        assert "best.safetensors: cannot be read" in out and "--checkpoint last" in out, name
+        err = capsys.readouterr().err.replace("\n", "")
+        assert "best.safetensors: cannot be read" in err and "--checkpoint last" in err, name
     assert main(["predict", str(damaged_run), image, "--checkpoint", "last", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["path"] == image and len(result["top"]) == 3

@@ -176,8 +176,8 @@ def test_resume_with_a_zero_byte_last_continues_from_prev(finished_run, image_fo
     (run / "last.state.pt").write_bytes(b"")
     capsys.readouterr()
     train_run(config, from_folder(image_folder), run_dir=run, resume=True)
-    out = capsys.readouterr().out
-    assert "resuming from last.prev" in out and "warning" in out
+    err = capsys.readouterr().err
+    assert "resuming from last.prev" in err and "warning" in err
     summary = (run / "summary.json").read_text()
     assert '"checkpoint": "last.prev"' in summary
 

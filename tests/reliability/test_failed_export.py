@@ -34,8 +34,8 @@ def test_a_failed_int8_mnn_is_removed_and_predict_cannot_use_it(full_run, val_fo
     argv = ["export", str(full_run.run_dir), "--format", "mnn", "--int8", "--out", str(out)]
     assert main([*argv, "--int8-min-agreement", "1.01"]) == 2
     assert sorted(p.name for p in out.iterdir()) == ["model.mnn", "parity.json", "preprocessing.json"]
-    assert "not kept: model.int8.mnn" in capsys.readouterr().out.replace("\n", "")
+    assert "not kept: model.int8.mnn" in capsys.readouterr().err.replace("\n", "")
     image = str(next((val_folder / "red").glob("*.png")))
     assert main(["predict", str(out / "model.int8.mnn"), image]) == 2
-    assert "model file not found" in capsys.readouterr().out.replace("\n", "")
+    assert "model file not found" in capsys.readouterr().err.replace("\n", "")
     assert main(["predict", str(out / "model.mnn"), image, "--json"]) == 0  # the fp32 file passed and stays

@@ -57,8 +57,8 @@ def test_non_finite_loss_skips_the_step_and_counts_it(capsys):
     assert not torch.equal(weights[1], weights[2])
     assert scheduler.last_epoch == 5  # the schedule still advances
     assert torch.isfinite(model.weight).all()
-    out = " ".join(capsys.readouterr().out.split())
-    assert "step 2: non-finite loss, step skipped" in out and "step 4: non-finite loss" in out
+    err = " ".join(capsys.readouterr().err.split())
+    assert "step 2: non-finite loss, step skipped" in err and "step 4: non-finite loss" in err
 
 
 def test_non_finite_gradient_is_skipped_too(capsys):
@@ -71,7 +71,7 @@ def test_non_finite_gradient_is_skipped_too(capsys):
             model, _batches(3), optimizer, scheduler, StepSettings(max_bad_steps=2), progress=progress
         )  # fmt: skip
     assert torch.equal(model.weight, before)
-    assert "non-finite gradient, step skipped" in " ".join(capsys.readouterr().out.split())
+    assert "non-finite gradient, step skipped" in " ".join(capsys.readouterr().err.split())
 
 
 def _config(**kw) -> TrainConfig:
@@ -110,9 +110,9 @@ def test_resume_with_changed_settings_says_what_differs(finished, image_folder, 
     shutil.copytree(finished, run)
     capsys.readouterr()
     runner.train_run(_config(batch_size=4, lr=3e-4, epochs=3), from_folder(image_folder), run_dir=run, resume=True)
-    out = " ".join(capsys.readouterr().out.split())
-    assert "settings that differ" in out
-    assert "batch_size: 8 -> 4" in out and "lr: None -> 0.0003" in out and "epochs: 2 -> 3" in out
+    err = " ".join(capsys.readouterr().err.split())
+    assert "settings that differ" in err
+    assert "batch_size: 8 -> 4" in err and "lr: None -> 0.0003" in err and "epochs: 2 -> 3" in err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
@@ -121,7 +121,7 @@ def test_resume_without_changes_gives_no_warning(finished, image_folder, tmp_pat
     shutil.copytree(finished, run)
     capsys.readouterr()
     runner.train_run(_config(), from_folder(image_folder), run_dir=run, resume=True)
-    assert "differ" not in capsys.readouterr().out
+    assert "differ" not in capsys.readouterr().err
 
 
 def test_resume_or_evaluate_with_other_classes_is_an_error(finished, image_folder, tmp_path):

@@ -41,7 +41,7 @@ def test_a_nan_epoch_is_not_kept_as_best(tracker, capsys):
     tracker(_epoch(1, math.nan, 0.0))  # what lr 1e6 gave: val loss NaN, accuracy 0%
     assert tracker.best_epoch == 0
     assert not (tracker.run.path / "best.safetensors").exists()
-    assert "not finite, so this epoch is not kept as best" in capsys.readouterr().out
+    assert "not finite, so this epoch is not kept as best" in capsys.readouterr().err
     tracker(_epoch(2, math.inf, 0.9))  # an infinite loss is no better, however high the accuracy
     assert tracker.best_epoch == 0
     tracker(_epoch(3, 0.7, 0.6, train_loss=math.inf))
@@ -70,5 +70,5 @@ def test_predict_refuses_a_model_whose_outputs_are_not_finite(full_run, image_fo
     save_file(blown, str(run / "best.safetensors"))
     image = next((image_folder / "red").glob("*.png"))
     assert main(["predict", str(run), str(image)]) == 2
-    out = capsys.readouterr().out.replace("\n", "")
-    assert "is not finite (NaN or infinite)" in out and "nan%" not in out
+    out, err = capsys.readouterr()
+    assert "is not finite (NaN or infinite)" in err.replace("\n", "") and "nan%" not in out + err

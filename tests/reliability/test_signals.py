@@ -81,6 +81,6 @@ def test_ctrl_c_during_feature_extraction_stops_within_a_batch(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt), catch_interrupts(tracker):
         cached_features(built.model, "tiny_resnet", source, pre, cache_dir=tmp_path / "cache", batch_size=4)
     assert made[0] <= 4  # of 50 batches: the one running, and the one prepared beside it
-    assert "interrupted during feature extraction" in capsys.readouterr().out
+    assert "interrupted during feature extraction" in capsys.readouterr().err
     assert not list((tmp_path / "cache").rglob("*.npy"))  # no partial cache entry left
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored on the way out

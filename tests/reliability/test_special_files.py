@@ -68,11 +68,11 @@ def test_train_skips_the_fifo_like_an_unreadable_image(fifo_folder, tmp_path, ca
     folder, fifo = fifo_folder
     config = TrainConfig(backbone="tiny_resnet", strategy="full", epochs=1, batch_size=8, image_size=32, seed=0)
     train_run(config, from_folder(folder), run_dir=tmp_path / "run")
-    assert "pipe.png" in capsys.readouterr().out.replace("\n", "")
+    assert "pipe.png" in capsys.readouterr().err.replace("\n", "")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_images"] == 1
 
 
 def test_predict_refuses_the_fifo_with_a_clear_error(full_run, fifo_folder, capsys):
     folder, fifo = fifo_folder
     assert main(["predict", str(full_run.run_dir), str(fifo)]) == 2
-    assert "pipe.png: not a regular file" in capsys.readouterr().out.replace("\n", "")
+    assert "pipe.png: not a regular file" in capsys.readouterr().err.replace("\n", "")

@@ -43,7 +43,7 @@ def test_auto_picks_an_engine_that_matches(model_and_pre, image_folder, tmp_path
     reference = extract_source_features(model, source, pre, batch_size=16)
     got = extract_source_features(model, source, pre, engine="auto", batch_size=16, engine_folder=tmp_path)
     np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-4)
-    assert "feature engine:" in capsys.readouterr().out
+    assert "feature engine:" in capsys.readouterr().err
 
 
 def test_an_engine_that_disagrees_is_rejected(model_and_pre, image_folder):
@@ -69,13 +69,13 @@ def test_decoded_images_give_the_evaluation_pixels(image_folder, tmp_path, model
     for i in (0, 13, len(source) - 1):
         torch.testing.assert_close(cached[i][0], original[i][0])
 
-    assert "decoding once" in capsys.readouterr().out
+    assert "decoding once" in capsys.readouterr().err
     again = decoded_source(from_folder(folder), pre, tmp_path / "cache")
     np.testing.assert_array_equal(again.arrays, decoded.arrays)
-    assert "decoded-image cache" not in capsys.readouterr().out  # a hit: nothing decoded
+    assert "decoded-image cache" not in capsys.readouterr().err  # a hit: nothing decoded
 
     target = source.paths[0]
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     decoded_source(from_folder(folder), pre, tmp_path / "cache")
-    assert "decoded-image cache rebuilt" in capsys.readouterr().out
+    assert "decoded-image cache rebuilt" in capsys.readouterr().err
     assert len(list((tmp_path / "cache" / "decoded").glob("*.npy"))) == 1

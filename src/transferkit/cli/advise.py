@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.advise import available_backbones, decide, measure, rank_backbones
 
     if args.sample_images < 2:
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
         return 0
     if ranking is not None:
-        console.print(_ranking_table(ranking))
-    console.print(_measurement_table(measured))
-    console.print(advice.explain(), highlight=False, markup=False)
+        results.print(_ranking_table(ranking))
+    results.print(_measurement_table(measured))
+    results.print(advice.explain(), highlight=False, markup=False)
     return 0
 
 

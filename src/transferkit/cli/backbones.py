@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.models import build_model, list_backbones, preprocessing_config
 
     if args.detail:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             spec.name, spec.architecture, f"{params / 1e6:.2f}M", f"{pre.image_size}px", mean_std, source, ok
         )
-    console.print(table)
+    results.print(table)
     return 0
 
 
@@ -41,7 +41,7 @@ def _detail(name: str, depth: int) -> int:
     from rich.table import Table
     from rich.tree import Tree
 
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.models import backbone_stages, build_model
 
     model = build_model(name, 1000, pretrained=False).model
@@ -50,7 +50,7 @@ def _detail(name: str, depth: int) -> int:
         table.add_column(col)
     for stage in backbone_stages(model):
         table.add_row(str(stage.index), stage.name, f"{stage.num_params:,}")
-    console.print(table)
+    results.print(table)
     tree = Tree(f"{name} module tree (names for --freeze-modules)")
     nodes = {"": tree}
     for mod_name, module in model.named_modules():
@@ -59,7 +59,7 @@ def _detail(name: str, depth: int) -> int:
         parent = nodes[mod_name.rsplit(".", 1)[0] if "." in mod_name else ""]
         params = sum(p.numel() for p in module.parameters())
         nodes[mod_name] = parent.add(f"{mod_name} [dim]{type(module).__name__}, {params:,} params[/dim]")
-    console.print(tree)
+    results.print(tree)
     return 0
 
 

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.cli._data_args import source_from_path
     from transferkit.evaluate import evaluate_run, load_run
 
@@ -44,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
             str(metrics.support[i]),
         )
     table.add_row("macro avg", "", "", f"{metrics.macro_f1:.3f}", str(metrics.n), style="bold")
-    console.print(table)
-    console.print(f"confusion matrix: {out / 'confusion.png'}; metrics: {out / 'metrics.json'}")
+    results.print(table)
+    results.print(f"confusion matrix: {out / 'confusion.png'}; metrics: {out / 'metrics.json'}")
     return 0

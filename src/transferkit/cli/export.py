@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.export import Tolerance, export_run
 
     if args.calib and not args.int8:
@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         which=args.which,
         int8_tolerance=Tolerance(min_top1_agreement=args.int8_min_agreement, max_abs_diff=None),
     )
-    console.print(f"wrote {', '.join(p.name for p in result.files)} and parity.json to {result.out_dir}")
+    results.print(f"wrote {', '.join(p.name for p in result.files)} and parity.json to {result.out_dir}")
     return 0

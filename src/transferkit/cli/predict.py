@@ -18,22 +18,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every image was classified, 1 when some could not be read, 2 when none could."""
     import json
 
-    from rich.table import Table
-
-    from transferkit._console import console
+    from transferkit._console import print_error, results
     from transferkit.evaluate import predict_images
 
-    results = predict_images(args.run, args.images, top_k=args.top_k, which=args.checkpoint)
+    predictions = predict_images(args.run, args.images, top_k=args.top_k, which=args.checkpoint)
+    failed = [item for item in predictions if "error" in item]
+    for item in failed:
+        print_error(item["error"])
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(predictions, indent=2))  # unreadable images are listed with their "error"
+    elif len(failed) < len(predictions):
+        results.print(_table([item for item in predictions if "error" not in item]))
+    if not failed:
         return 0
+    return 2 if len(failed) == len(predictions) else 1
+
+
+def _table(predictions: list[dict]):
+    from rich.table import Table
+
     table = Table()
     table.add_column("image")
-    for k in range(len(results[0]["top"])):
+    for k in range(len(predictions[0]["top"])):
         table.add_column(f"#{k + 1}")
-    for item in results:
+    for item in predictions:
         table.add_row(item["path"], *[f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"]])
-    console.print(table)
-    return 0
+    return table

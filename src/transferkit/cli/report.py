@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.report.html import build_report, load_result, summary_table
 
-    console.print(summary_table(load_result(args.run)))
-    console.print(f"report: {build_report(args.run, args.out)}")
+    results.print(summary_table(load_result(args.run)))
+    results.print(f"report: {build_report(args.run, args.out)}")
     return 0

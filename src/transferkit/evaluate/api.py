@@ -41,13 +41,28 @@ def evaluate_run(
 def predict_images(
     run_dir: str | Path | LoadedRun, paths: list[str | Path], *, top_k: int = 3, which: str = "best"
 ) -> list[dict]:
-    """Top-k classes and probabilities for each image file.
+    """Top-k classes and probabilities for each image file, in the order given.
 
     `run_dir` may also be an exported model file (``.onnx``, ``.mnn``, ``.pt``): it then runs in its own
     engine with the preprocessing saved beside it. `which` is the run's checkpoint: ``best`` or ``last``.
+
+    An image that cannot be used (missing, not an image, truncated) gets ``{"path": ..., "error": ...}``
+    in place of ``top``; one bad file among many costs only its own entry.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    from transferkit.data.check import image_problem
+
+    problems = {i: problem for i, path in enumerate(paths) if (problem := image_problem(path))}
+    readable = [path for i, path in enumerate(paths) if i not in problems]
+    predicted = iter(_predict_readable(run_dir, readable, top_k, which))  # also for none: a bad run is an error
+    return [
+        {"path": str(path), "error": f"{path}: {problems[i]}"} if i in problems else next(predicted)
+        for i, path in enumerate(paths)
+    ]
+
+
+def _predict_readable(run_dir: str | Path | LoadedRun, paths: list[str | Path], top_k: int, which: str) -> list[dict]:
     if not isinstance(run_dir, LoadedRun) and Path(run_dir).suffix.lower() in (".onnx", ".mnn", ".pt", ".pts"):
         from transferkit.export.engines import predict_files
 
