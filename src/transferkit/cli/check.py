@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from transferkit._console import results
+    from transferkit._console import console
     from transferkit.data import DataError, from_list
     from transferkit.data.check import CheckReport, check_sources, folder_source
 
@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         classes = splits["train"].classes if "train" in splits and Path(where).is_file() else None
         try:
-            source = from_list(where, root=args.root, classes=classes) if Path(where).is_file() else None
+            # Every bad line is reported (not just the first); the good ones are checked as usual.
+            listed = Path(where).is_file()
+            source = from_list(where, root=args.root, classes=classes, problems=report.errors) if listed else None
         except DataError as exc:
             report.errors.append(str(exc))
             continue
@@ -54,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     for split, counts in report.counts.items():
         ratio = report.imbalance.get(split)
-        results.print(
+        console.print(
             f"{split}: {sum(counts.values())} readable images in {len(counts)} classes"
             + (f", imbalance {ratio:.1f}:1 (largest / smallest class)" if ratio else ""),
             highlight=False,
         )
     for message in report.errors:
-        results.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
     for message in report.warnings:
-        results.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
-    results.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+    console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)", highlight=False)
     return 0 if report.ok else 1

@@ -22,13 +22,16 @@ class ListEntry(NamedTuple):
     """The label as written: a class name or an integer index."""
 
 
-def read_list_file(list_file: Path) -> list[ListEntry]:
+def read_list_file(list_file: Path, problems: list[str] | None = None) -> list[ListEntry]:
     """Splits a list file into entries, skipping blank lines and ``#`` comments.
 
     The label is the last whitespace-separated field, so paths may contain spaces.
 
+    Args:
+        problems: When given, a line without a label is recorded here and left out instead of raised.
+
     Raises:
-        DataError: The file is missing or not UTF-8, or a line has no label.
+        DataError: The file is missing or not UTF-8, or (without `problems`) a line has no label.
     """
     try:
         # utf-8-sig drops the byte-order mark that some Windows editors write.
@@ -47,13 +50,26 @@ def read_list_file(list_file: Path) -> list[ListEntry]:
             continue
         fields = line.rsplit(maxsplit=1)
         if len(fields) != 2:
-            raise DataError(f"{list_file} line {lineno}: expected '<path> <label>', got {line!r}")
+            _problem(problems, f"{list_file} line {lineno}: expected '<path> <label>', got {line!r}")
+            continue
         entries.append(ListEntry(lineno, fields[0], fields[1]))
     return entries
 
 
-def resolve_labels(list_file: Path, entries: list[ListEntry], classes: list[str] | None) -> tuple[list[int], list[str]]:
+def _problem(problems: list[str] | None, message: str) -> None:
+    """Record `message` when collecting every problem (``transferkit check``), else raise it."""
+    if problems is None:
+        raise DataError(message)
+    problems.append(message)
+
+
+def resolve_labels(
+    list_file: Path, entries: list[ListEntry], classes: list[str] | None, problems: list[str] | None = None
+) -> tuple[list[int | None], list[str]]:
     """Maps each entry's label to a class index, inferring the classes when not given.
+
+    Args:
+        problems: When given, an unknown or out-of-range label is recorded here (its index None) instead of raised.
 
     Returns:
         The class index of each entry, and the class names.
@@ -81,17 +97,18 @@ def resolve_labels(list_file: Path, entries: list[ListEntry], classes: list[str]
         classes = sorted({e.label for e in entries})
 
     lookup = {name: i for i, name in enumerate(classes)}
-    labels = []
+    labels: list[int | None] = []
     for entry, index in zip(entries, is_index, strict=True):
         if entry.label in lookup:
             labels.append(lookup[entry.label])
         elif index and 0 <= int(entry.label) < len(classes):
             labels.append(int(entry.label))
         elif index:
-            raise DataError(
-                f"{list_file} line {entry.lineno}: class index {entry.label} is out of range for {len(classes)} classes"
-            )
+            out_of_range = f"class index {entry.label} is out of range for {len(classes)} classes"
+            _problem(problems, f"{list_file} line {entry.lineno}: {out_of_range}")
+            labels.append(None)
         else:
             known = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-            raise DataError(f"{list_file} line {entry.lineno}: unknown class {entry.label!r} (classes: {known})")
+            _problem(problems, f"{list_file} line {entry.lineno}: unknown class {entry.label!r} (classes: {known})")
+            labels.append(None)
     return labels, list(classes)

@@ -267,7 +267,13 @@ def _images_under(folder: Path) -> list[Path]:
     return sorted(images)
 
 
-def from_list(list_file: str | Path, root: str | Path | None = None, classes: list[str] | None = None) -> ImageSource:
+def from_list(
+    list_file: str | Path,
+    root: str | Path | None = None,
+    classes: list[str] | None = None,
+    *,
+    problems: list[str] | None = None,
+) -> ImageSource:
     """Reads a text file of ``<path> <label>`` lines.
 
     Blank lines and lines starting with ``#`` are skipped. The label is the last
@@ -282,6 +288,8 @@ def from_list(list_file: str | Path, root: str | Path | None = None, classes: li
         list_file: The list file (UTF-8).
         root: The folder that paths are relative to; defaults to the list file's folder.
         classes: The class names, in label order.
+        problems: When given, every bad line (malformed, unknown class, missing file) is recorded here and left
+            out, instead of the first one raising: ``transferkit check`` lists them all.
 
     Raises:
         DataError: The list file or a listed image is missing, or a line is malformed or names an
@@ -289,18 +297,24 @@ def from_list(list_file: str | Path, root: str | Path | None = None, classes: li
     """
     list_file = Path(list_file)
     root = list_file.parent if root is None else Path(root)
-    entries = read_list_file(list_file)
+    entries = read_list_file(list_file, problems)
     if not entries:
         raise DataError(f"{list_file}: no entries")
-    labels, classes = resolve_labels(list_file, entries, classes)
+    labels, classes = resolve_labels(list_file, entries, classes, problems)
 
-    paths = []
-    for entry in entries:
+    paths, kept = [], []
+    for entry, label in zip(entries, labels, strict=True):
+        if label is None:
+            continue
         path = root / entry.path
         if not path.is_file():
-            raise DataError(f"{list_file} line {entry.lineno}: file not found: {entry.path}")
+            if problems is None:
+                raise DataError(f"{list_file} line {entry.lineno}: file not found: {entry.path}")
+            problems.append(f"{list_file} line {entry.lineno}: file not found: {entry.path}")
+            continue
         paths.append(path)
-    return ImageSource(classes=classes, labels=np.array(labels, dtype=np.int64), paths=paths, name=str(list_file))
+        kept.append(label)
+    return ImageSource(classes=classes, labels=np.array(kept, dtype=np.int64), paths=paths, name=str(list_file))
 
 
 def from_idx(images_file: str | Path, labels_file: str | Path, classes: list[str] | None = None) -> ImageSource:
