@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from transferkit._console import console
+    from transferkit._console import results
     from transferkit.data import DataError, from_list
     from transferkit.data.check import CheckReport, check_sources, folder_source
 
@@ -56,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     for split, counts in report.counts.items():
         ratio = report.imbalance.get(split)
-        console.print(
+        results.print(
             f"{split}: {sum(counts.values())} readable images in {len(counts)} classes"
             + (f", imbalance {ratio:.1f}:1 (largest / smallest class)" if ratio else ""),
             highlight=False,
         )
     for message in report.errors:
-        console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+        results.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
     for message in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
-    console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)", highlight=False)
+        results.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+    results.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)", highlight=False)
     return 0 if report.ok else 1
