@@ -21,8 +21,9 @@ import numpy as np
 
 from transferkit import TrainConfig, train_run
 from transferkit.data import fashion_mnist, per_class_subset
+from transferkit.engines import engine_logits, load_engine
 from transferkit.evaluate.inference import load_run, run_logits
-from transferkit.export import engines, export_run
+from transferkit.export import export_run
 from transferkit.export.cut import train_from_model_file
 
 POOL_NODE = "/global_pool/pool/GlobalAveragePool"
@@ -68,7 +69,7 @@ def main() -> None:
     ]
     figures["on_test"] = {}
     for p in parity:
-        exported = engines.engine_logits(engines.load_engine(p.file), test, 64)
+        exported = engine_logits(load_engine(p.file), test, 64)
         figures["on_test"][Path(p.file).name] = {
             "top1_agreement": float((exported.argmax(1) == reference.argmax(1)).mean()),
             "test_acc": float((exported.argmax(1) == labels).mean()),

@@ -32,9 +32,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from transferkit import TrainConfig, train_run
-from transferkit.data import ImageDataset, build_transforms, fashion_mnist, per_class_subset
+from transferkit.data import ImageDataset, Preprocessing, build_transforms, fashion_mnist, per_class_subset
+from transferkit.engines import feature_runner
 from transferkit.models import build_model, preprocessing_config
-from transferkit.train._engines import feature_runner
 from transferkit.train.features import _BatchMaker, cached_features
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -114,7 +114,7 @@ def transferkit_runs(args: argparse.Namespace, train, test) -> dict:
             from transferkit.train import load_checkpoint
 
             load_checkpoint(Path(runs) / "run" / "best", model)
-            pre = json.loads((Path(runs) / "run" / "preprocessing.json").read_text())
+            pre = Preprocessing.from_dict(json.loads((Path(runs) / "run" / "preprocessing.json").read_text()))
             # Evaluation of the best checkpoint: features of the test images (from its own backbone), then its head.
             feats = torch.from_numpy(
                 np.array(cached_features(model, BACKBONE, test, pre, cache_dir=cache, engine=args.engine, what="test"))

@@ -12,11 +12,11 @@ import torch
 from transferkit.cli import main
 from transferkit.config import TrainConfig
 from transferkit.data import Preprocessing, from_folder
+from transferkit.engines import iter_batches
 from transferkit.evaluate.inference import load_run
 from transferkit.export import ExportError, export_run, load_engine
 from transferkit.export._graph import cut_graph, load_model, resolve_cut
 from transferkit.export.cut import train_from_model_file
-from transferkit.export.engines import iter_batches
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -75,7 +75,7 @@ def test_train_from_model_file_writes_one_working_onnx(tmp_path, onnx_export, im
     assert result.model_path == tmp_path / "cut" / "export" / "model.onnx"
     engine = load_engine(result.model_path)
     assert engine.classes == ["blue", "green", "red"]
-    assert engine.preprocessing["backbone"].startswith("model.onnx@")
+    assert engine.sidecar.backbone.startswith("model.onnx@")
     assert engine(np.zeros((4, 3, 32, 32), np.float32)).shape == (4, 3)  # batch stays dynamic
     parity = json.loads((tmp_path / "cut" / "export" / "parity.json").read_text())
     assert parity["passed"] and parity["n_images"] == 24 and parity["max_abs_diff"] < 1e-3
@@ -144,7 +144,7 @@ def test_a_foreign_onnx_file_gets_its_input_size_and_imagenet_statistics(tmp_pat
         foreign, pool, from_folder(image_folder), from_folder(val_folder), config=_config(), run_dir=tmp_path / "run"
     )
     pre = load_engine(result.model_path).preprocessing
-    assert pre["image_size"] == 48 and pre["mean"] == [0.485, 0.456, 0.406]
+    assert pre.image_size == 48 and pre.mean == (0.485, 0.456, 0.406)
     assert result.feature_dim == 8
     # The file keeps the foreign input name and its fixed batch of 1; the engine feeds it one image at a time.
     assert result.best_val_acc > 1 / 3
@@ -165,7 +165,7 @@ def test_the_cut_graph_runs_in_mnn_with_the_same_result(tmp_path, onnx_export, i
         for engine in ("onnxruntime", "mnn")
     }
     heads = {engine: load_engine(r.model_path) for engine, r in results.items()}
-    batch = next(iter_batches(from_folder(val_folder), Preprocessing.from_dict(heads["mnn"].preprocessing), 24))
+    batch = next(iter_batches(from_folder(val_folder), heads["mnn"].preprocessing, 24))
     # The features agree to float precision (~1e-5); L-BFGS stops on a tolerance, so the heads' logits agree to
     # a few thousandths (logits of size ~3) and their predictions exactly.
     mnn, ort = heads["mnn"](batch), heads["onnxruntime"](batch)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from transferkit.data import DataError
+from transferkit.engines import read_onnx_metadata
 from transferkit.evaluate import predict_images
 from transferkit.export import ExportError, export_run, load_engine
-from transferkit.export.onnx import read_onnx_metadata
 
 pytest.importorskip("onnxruntime")
 

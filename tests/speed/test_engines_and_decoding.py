@@ -11,8 +11,8 @@ import torch
 
 from transferkit.data import ImageDataset, build_transforms, from_folder
 from transferkit.data.decoded import decoded_source
+from transferkit.engines import EngineCheck, feature_runner
 from transferkit.models import build_model, preprocessing_config
-from transferkit.train._engines import EngineCheck, feature_runner
 from transferkit.train.features import extract_source_features
 
 

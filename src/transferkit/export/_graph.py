@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.engines.onnx_files import OUTPUT_NAME, import_onnx
 from transferkit.export.errors import ExportError
-from transferkit.export.onnx import OUTPUT_NAME, _import_onnx
 
 __all__ = ["append_linear_head", "cut_candidates", "cut_graph", "graph_inputs", "load_model", "resolve_cut"]
 
@@ -22,7 +22,7 @@ def load_model(path: str | Path):
     Raises:
         ExportError: The file is missing or not an ONNX model.
     """
-    onnx = _import_onnx()
+    onnx = import_onnx()
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: model file not found")
@@ -76,7 +76,7 @@ def resolve_cut(model, cut_at: str | None, source: str = "model") -> str:
 
 def cut_graph(model, output: str):
     """The sub-graph from the model's inputs to `output`, which becomes its only output."""
-    onnx = _import_onnx()
+    onnx = import_onnx()
     inputs = [i.name for i in graph_inputs(model)]
     try:
         return onnx.utils.Extractor(model).extract_model(inputs, [output])
@@ -89,7 +89,7 @@ def append_linear_head(cut, feature: str, weight: np.ndarray, bias: np.ndarray):
 
     The output is ``logits`` of shape (batch, classes); the batch axis stays dynamic.
     """
-    onnx = _import_onnx()
+    onnx = import_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.ModelProto()

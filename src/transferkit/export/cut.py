@@ -21,10 +21,11 @@ from torch import nn
 from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
+from transferkit.engines import Sidecar, convert_onnx_to_mnn, engine_logits, iter_batches, load_engine
+from transferkit.engines.onnx_files import OUTPUT_NAME, import_onnx, read_onnx_metadata, write_onnx_metadata
+from transferkit.engines.runtimes import MnnRuntime, OnnxRuntime
 from transferkit.export._graph import append_linear_head, cut_graph, graph_inputs, load_model, resolve_cut
-from transferkit.export.engines import engine_logits, iter_batches, load_engine, run_session
 from transferkit.export.errors import ExportError
-from transferkit.export.onnx import _import_onnx, read_onnx_metadata, write_onnx_metadata
 from transferkit.export.parity import FP32_TOLERANCE, compare_logits
 from transferkit.models.surgery import init_head
 from transferkit.strategies import Phase, get_strategy
@@ -154,8 +155,9 @@ def _cut_features(
 
 def _export_head(run: RunDir, cut, feature: str, head: nn.Linear, meta: dict, val: ImageSource, limit: int) -> Path:
     """Write cut graph + head as one ONNX file, and check it against the head on the extracted features."""
-    sidecar = {**meta["preprocessing"], "classes": meta["classes"], "backbone": meta["backbone"]}
-    model_path = _write_model(run.path / "export", cut, feature, head, {**sidecar, "io_names": _io_names(cut)})
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    sidecar = Sidecar(pre, tuple(meta["classes"]), meta["backbone"], _io_names(cut))
+    model_path = _write_model(run.path / "export", cut, feature, head, sidecar)
     _check_parity(model_path, head, meta["vfeats"], val, limit, run.path / "export")
     return model_path
 
@@ -226,18 +228,11 @@ def _extractor(cut, feature: str, engine: str, tmp: Path) -> Callable[[np.ndarra
     A model file cannot run in torch, so ``torch`` and ``auto`` mean onnxruntime here.
     """
     if engine == "mnn":
-        from transferkit.export.engines import _MnnEngine
-        from transferkit.export.mnn import convert_onnx_to_mnn
-
         onnx_path = tmp / "cut.onnx"
-        _import_onnx().save(cut, str(onnx_path))
+        import_onnx().save(cut, str(onnx_path))
         mnn_path = convert_onnx_to_mnn(onnx_path, tmp / "cut.mnn")
-        return _MnnEngine(mnn_path, {"io_names": [graph_inputs(cut)[0].name, feature]}, None)
-    from transferkit.export.engines import _import
-
-    ort = _import("onnxruntime", "onnxruntime")
-    session = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
-    return lambda batch: run_session(session, batch)
+        return MnnRuntime(mnn_path, io_names=(graph_inputs(cut)[0].name, feature))
+    return OnnxRuntime(cut.SerializeToString())
 
 
 def _features(
@@ -248,22 +243,20 @@ def _features(
     return torch.from_numpy(np.concatenate(chunks)).float(), torch.from_numpy(source.labels.copy())
 
 
-def _io_names(cut) -> list[str]:
-    from transferkit.export.onnx import OUTPUT_NAME
-
-    return [graph_inputs(cut)[0].name, OUTPUT_NAME]
+def _io_names(cut) -> tuple[str, str]:
+    return graph_inputs(cut)[0].name, OUTPUT_NAME
 
 
-def _write_model(out: Path, cut, feature: str, head: nn.Linear, sidecar: dict) -> Path:
-    onnx = _import_onnx()
+def _write_model(out: Path, cut, feature: str, head: nn.Linear, sidecar: Sidecar) -> Path:
+    onnx = import_onnx()
     weight = head.weight.detach().cpu().numpy()
     bias = head.bias.detach().cpu().numpy()
     model = append_linear_head(cut, feature, weight, bias)
-    write_onnx_metadata(model, sidecar)
+    write_onnx_metadata(model, sidecar.to_dict())
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model.onnx"
     onnx.save(model, str(path))
-    (out / "preprocessing.json").write_text(json.dumps(sidecar, indent=2))
+    (out / "preprocessing.json").write_text(json.dumps(sidecar.to_dict(), indent=2))
     return path
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from transferkit._console import console
+from transferkit.engines import Sidecar, convert_onnx_to_mnn, iter_batches, load_engine
 from transferkit.evaluate.inference import LoadedRun, load_run
 from transferkit.export._checkdata import CheckData, image_source, run_check_data
-from transferkit.export.engines import iter_batches, load_engine
 from transferkit.export.errors import ExportError
 from transferkit.export.parity import (
     FP32_TOLERANCE,
@@ -83,7 +83,7 @@ def export_run(
     run = load_run(run_dir, which)
     out = Path(out_dir) if out_dir else run.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    sidecar = {**run.preprocessing.to_dict(), "classes": run.classes, "backbone": run.meta.get("backbone", "")}
+    sidecar = Sidecar(run.preprocessing, tuple(run.classes), run.meta.get("backbone", ""))
     data = run_check_data(run.run_dir, check_data)
     check = data.check.subset(_evenly(len(data.check), check_images))
     console.print(f"parity images: {len(check)} from {data.origin}")
@@ -94,7 +94,7 @@ def export_run(
         torch_speed = images_per_second(lambda b: model(torch.from_numpy(b)), images, 32)
 
     result = ExportResult(out)
-    (out / "preprocessing.json").write_text(json.dumps(sidecar, indent=2))
+    (out / "preprocessing.json").write_text(json.dumps(sidecar.to_dict(), indent=2))
     staged: list[Path] = []  # every temporary file, removed in the end whatever happens
     try:
         targets = _write_files(fmt, run, out, sidecar, staged, int8=int8, calib=calib, data=data, tol=int8_tolerance)
@@ -141,7 +141,7 @@ def _write_files(
     fmt: str,
     run: LoadedRun,
     out: Path,
-    sidecar: dict,
+    sidecar: Sidecar,
     staged: list[Path],
     *,
     int8: bool,
@@ -167,7 +167,7 @@ def _write_files(
 
         export_torchscript(model, path, sidecar)
         return [(final, path, "fp32", FP32_TOLERANCE)]
-    from transferkit.export.mnn import convert_onnx_to_mnn, fully_connected_ops, quantize_mnn
+    from transferkit.export.mnn import fully_connected_ops, quantize_mnn
     from transferkit.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="transferkit-export-") as tmp:

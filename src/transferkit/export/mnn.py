@@ -1,42 +1,23 @@
-"""MNN export: ONNX -> MNN with MNN's converter, and int8 post-training quantisation with calibration images.
+"""MNN int8 post-training quantisation with calibration images, and the layers to keep in fp32.
 
-Both tools come from the `MNN` pip package's compiled `_tools` module. They run in a child process:
-the C++ tools abort the whole process on some bad inputs, and the package's Python wrappers
-(`MNN.tools.mnnconvert`/`mnnquant`) try to pip-install and call a remote logging service, which an
-export must never do. The bundled `mnnquant` wrapper also passes its arguments in a form that the
-compiled tool (3.x) no longer accepts, so the tools are called with argv lists directly.
+The conversion from ONNX and the tools themselves live in `transferkit.engines.mnn_tools`, which feature
+extraction shares.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from transferkit.data import ImageSource, Preprocessing
+from transferkit.engines.mnn_tools import run_mnn_tool
+from transferkit.engines.onnx_files import import_onnx
 from transferkit.export.errors import ExportError
 
-__all__ = ["convert_onnx_to_mnn", "fully_connected_ops", "quantize_mnn"]
-
-_TIMEOUT_S = 1800
-
-
-def convert_onnx_to_mnn(onnx_path: str | Path, mnn_path: str | Path) -> Path:
-    """Convert an ONNX file to MNN (fp32 weights) with MNN's converter.
-
-    Raises:
-        ExportError: MNN is not installed or the converter failed; the message has its last output lines.
-    """
-    onnx_path, mnn_path = Path(onnx_path), Path(mnn_path)
-    mnn_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(mnn_path)]
-    argv += ["--bizCode", "transferkit"]
-    _run_tool("mnnconvert", argv, mnn_path)
-    return mnn_path
+__all__ = ["fully_connected_ops", "quantize_mnn"]
 
 
 def quantize_mnn(
@@ -65,7 +46,8 @@ def quantize_mnn(
         skip_ops: MNN op names to keep in fp32 (see `fully_connected_ops`).
 
     Raises:
-        ExportError: No calibration images, or MNN's quantisation tool failed.
+        ExportError: No calibration images.
+        EngineError: MNN's quantisation tool failed (MissingPackageError: MNN is not installed).
     """
     import numpy as np
 
@@ -97,7 +79,7 @@ def quantize_mnn(
         config_path.write_text(json.dumps(config))
         int8_path = Path(int8_path)
         int8_path.parent.mkdir(parents=True, exist_ok=True)
-        _run_tool("mnnquant", ["quantized.out", str(fp32_path), str(int8_path), str(config_path)], int8_path)
+        run_mnn_tool("mnnquant", ["quantized.out", str(fp32_path), str(int8_path), str(config_path)], int8_path)
     # The tool leaves a per-layer dump of its calibration beside the model; it is not needed to run it.
     int8_path.with_name(int8_path.name + ".json").unlink(missing_ok=True)
     return int8_path
@@ -112,9 +94,7 @@ def fully_connected_ops(onnx_path: str | Path) -> list[str]:
     (60 validation images), while every convolution quantised well. A classifier head is a small share of
     the weights, so it stays fp32.
     """
-    from transferkit.export.onnx import _import_onnx
-
-    model = _import_onnx().load(str(onnx_path), load_external_data=False)
+    model = import_onnx().load(str(onnx_path), load_external_data=False)
     names = []
     for node in model.graph.node:
         if node.op_type == "Gemm":
@@ -122,22 +102,3 @@ def fully_connected_ops(onnx_path: str | Path) -> list[str]:
         elif node.op_type == "MatMul":
             names.append(node.name or node.output[0])
     return [n for n in names if n]
-
-
-def _run_tool(tool: str, argv: list[str], output: Path) -> None:
-    output.unlink(missing_ok=True)
-    code = f"import sys, _tools; _tools.{tool}({argv!r}); sys.stdout.flush()"
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ExportError(f"MNN {tool} did not finish within {_TIMEOUT_S} s") from exc
-    log = (proc.stdout + proc.stderr).strip()
-    if "No module named '_tools'" in log:
-        raise ExportError(
-            "MNN is not installed; install it with: pip install 'transferkit[export]' (or pip install MNN)"
-        )
-    if proc.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
-        tail = "\n".join(log.splitlines()[-8:])
-        raise ExportError(f"MNN {tool} failed (exit code {proc.returncode}) writing {output}:\n{tail}")

@@ -1,4 +1,7 @@
-"""Parity of an exported file with the PyTorch model: logit differences, top-1 agreement, speed, size."""
+"""Parity of an exported file with the PyTorch model: logit differences, top-1 agreement, speed, size.
+
+The comparison itself (`compare_logits`, `Tolerance`) is the engine layer's; this module reports it for an export.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.engines.parity import FP32_TOLERANCE, INT8_TOLERANCE, Tolerance, compare_logits
+
 __all__ = ["FP32_TOLERANCE", "INT8_TOLERANCE", "ParityReport", "Tolerance", "compare_logits", "images_per_second"]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far an export may drift from the PyTorch model before it is refused.
-
-    Attributes:
-        min_top1_agreement: Share of images whose top-1 class must match.
-        max_abs_diff: Largest allowed absolute logit difference; None means not checked.
-    """
-
-    min_top1_agreement: float
-    max_abs_diff: float | None
-
-
-FP32_TOLERANCE = Tolerance(min_top1_agreement=0.995, max_abs_diff=1e-3)
-"""fp32 engines compute the same function; differences come only from operator order and kernels."""
-INT8_TOLERANCE = Tolerance(min_top1_agreement=0.90, max_abs_diff=None)
-"""int8 logits move by design; what matters is that the predicted class rarely does."""
 
 
 @dataclass
@@ -62,29 +48,6 @@ class ParityReport:
             f"{self.images_per_s:.1f} images/s (batch 32), {self.images_per_s_batch1:.1f} images/s (batch 1) "
             f"-> {verdict}"
         )
-
-
-def compare_logits(reference: np.ndarray, exported: np.ndarray, tolerance: Tolerance) -> dict:
-    """Max and mean absolute logit difference, top-1 agreement, and whether they are within `tolerance`."""
-    if reference.shape != exported.shape:
-        return {
-            "max_abs_diff": float("inf"),
-            "mean_abs_diff": float("inf"),
-            "top1_agreement": 0.0,
-            "passed": False,
-        }
-    diff = np.abs(reference.astype(np.float64) - exported.astype(np.float64))
-    agreement = float((reference.argmax(1) == exported.argmax(1)).mean()) if len(reference) else float("nan")
-    max_diff = float(diff.max()) if diff.size else 0.0
-    passed = agreement >= tolerance.min_top1_agreement and (
-        tolerance.max_abs_diff is None or max_diff <= tolerance.max_abs_diff
-    )
-    return {
-        "max_abs_diff": max_diff,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-        "top1_agreement": agreement,
-        "passed": bool(passed),
-    }
 
 
 def images_per_second(run: Callable[[np.ndarray], object], images: np.ndarray, batch_size: int) -> float:

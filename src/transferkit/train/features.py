@@ -15,7 +15,7 @@ from transferkit._console import progress
 from transferkit.data.feature_cache import FeatureCache
 from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
-from transferkit.train._engines import feature_runner
+from transferkit.engines import feature_runner
 from transferkit.train._interrupt import stop_if_requested
 
 __all__ = ["cached_features", "extract_features", "extract_source_features", "extractor_key"]
@@ -77,7 +77,7 @@ def extract_source_features(
 
     Images are decoded and resized on a background thread while the previous batch runs, and normalised
     a whole batch at a time. The model runs on the CPU in inference mode, channels-last, or on the engine
-    `engine` names (see `_engines.feature_runner`: onnxruntime, mnn, or auto after a parity check).
+    `engine` names (see `transferkit.engines.feature_runner`: onnxruntime, mnn, or auto after a parity check).
 
     Args:
         out: Array to fill (e.g. a cache entry's memory map); a new one when None.
