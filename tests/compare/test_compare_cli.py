@@ -41,4 +41,4 @@ def test_compare_command_errors_are_one_line(tmp_path, capsys):
     assert main(["compare", str(data), "--strategies", "full,bogus", "--out", str(tmp_path / "runs")]) == 2
     assert "unknown strategy bogus" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2
-    assert "not a compare directory" in capsys.readouterr().err
+    assert "not a run folder, nor a compare folder" in capsys.readouterr().err

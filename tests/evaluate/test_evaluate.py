@@ -33,15 +33,17 @@ def test_evaluate_defaults_to_the_run_folder_and_reads_list_files(full_run, list
     assert metrics.n == 36
 
 
-def test_evaluate_with_other_classes_is_an_error(tmp_path, full_run, val_folder):
+def test_evaluate_with_other_classes_is_an_error_and_with_fewer_is_not(tmp_path, full_run, val_folder):
     other = tmp_path / "other"
     for cls, new in (("blue", "cyan"), ("green", "green"), ("red", "red")):
         shutil.copytree(val_folder / cls, other / new)
-    with pytest.raises(ValueError, match="differ from the run's classes"):
+    with pytest.raises(ValueError, match="classes the run was not trained on: cyan"):
         evaluate_run(full_run.run_dir, from_folder(other))
     shutil.rmtree(other / "cyan")
-    with pytest.raises(ValueError, match="differ from the run's classes"):
-        evaluate_run(full_run.run_dir, from_folder(other))
+    metrics, _ = evaluate_run(full_run.run_dir, from_folder(other), out_dir=tmp_path / "eval")
+    assert metrics.classes == ["blue", "green", "red"] and metrics.support == [0, 8, 8]
+    assert metrics.recall[1] > 0.5 and metrics.recall[2] > 0.5  # green and red labelled as the run's green and red
+    assert metrics.macro_f1 == pytest.approx((metrics.f1[1] + metrics.f1[2]) / 2)  # over the classes present
 
 
 def test_predict_returns_sorted_top_k_probabilities(full_run, val_folder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from transferkit.cli._argtypes import positive_int
+from transferkit.cli._run_args import add_run_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Example: transferkit export runs/pets-001 --format mnn --int8"
         ),
     )
-    parser.add_argument("run", help="run directory")
+    add_run_arguments(parser)
     parser.add_argument("--format", dest="fmt", required=True, choices=["onnx", "mnn", "torchscript"])
     parser.add_argument("--int8", action="store_true", help="mnn: also write an int8-quantised model.int8.mnn")
     parser.add_argument(
@@ -37,27 +38,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--check-images", type=positive_int, default=256, help="check parity on at most N images (default 256)"
     )
     parser.add_argument("--out", help="output folder (default: RUN/export)")
-    parser.add_argument(
-        "--checkpoint", "--which", dest="which", choices=["best", "last"], default="best", help="checkpoint to export"
-    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from transferkit._console import results
+    from transferkit.cli._run_args import run_from_args
     from transferkit.export import Tolerance, export_run
 
     if args.calib and not args.int8:
         raise ValueError("--calib is only used with --int8")
+    run_dir, which = run_from_args(args)
     result = export_run(
-        args.run,
+        run_dir,
         args.fmt,
         out_dir=args.out,
         int8=args.int8,
         calib=args.calib,
         check_data=args.check_data,
         check_images=args.check_images,
-        which=args.which,
+        which=which,
         int8_tolerance=Tolerance(min_top1_agreement=args.int8_min_agreement, max_abs_diff=None),
     )
     results.print(f"wrote {', '.join(p.name for p in result.files)} and parity.json to {result.out_dir}")

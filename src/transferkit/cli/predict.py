@@ -1,18 +1,18 @@
-"""`transferkit predict`: top-k classes for image files."""
+"""`transferkit predict`: top-k classes for image files, or every image in a folder."""
 
 from __future__ import annotations
 
 import argparse
 
 from transferkit.cli._argtypes import positive_int
+from transferkit.cli._run_args import RUN_HELP, add_run_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="classify image files with a trained run")
-    parser.add_argument("run", help="run directory, or an exported model file (.onnx, .mnn, .pt)")
-    parser.add_argument("images", nargs="+", help="image files")
+    add_run_arguments(parser, run_help=RUN_HELP + "; or an exported model file (.onnx, .mnn, .pt)")
+    parser.add_argument("images", nargs="+", help="image files, or folders: every image in them (sub-folders too)")
     parser.add_argument("--top-k", type=positive_int, default=3, help="classes listed per image (default 3)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="a run's checkpoint to use")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -22,9 +22,14 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from transferkit._console import print_error, results
+    from transferkit.cli._run_args import run_from_args
     from transferkit.evaluate import predict_images
 
-    predictions = predict_images(args.run, args.images, top_k=args.top_k, which=args.checkpoint)
+    if _is_model_file(args.run):
+        model, which = args.run, "best"
+    else:
+        model, which = run_from_args(args)
+    predictions = predict_images(model, args.images, top_k=args.top_k, which=which)
     failed = [item for item in predictions if "error" in item]
     for item in failed:
         print_error(item["error"])
@@ -47,3 +52,9 @@ def _table(predictions: list[dict]):
     for item in predictions:
         table.add_row(item["path"], *[f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"]])
     return table
+
+
+def _is_model_file(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).suffix.lower() in (".onnx", ".mnn", ".pt", ".pts")

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume",
         metavar="RUN",
-        help="continue an interrupted run exactly: its run directory, or 'auto' for the newest run under --out "
-        "with this name (a new run if there is none); its settings apply unless given here",
+        help="continue an interrupted run exactly: its run directory (or the --out folder holding only it), or "
+        "'auto' for the newest run under --out with this name (a new run if there is none); its settings apply "
+        "unless given here",
     )
     parser.add_argument(
         "--backbone-file",
@@ -35,15 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from transferkit.finetuner import Finetuner, _default_name
+    from transferkit.runs import resolve_run
     from transferkit.train.rundir import resume_dir
 
     config = config_from_args(args)
     sources = load_sources(args, config.seed)
     if args.backbone_file or args.cut_at:
         return _run_from_model_file(args, config, sources)
-    run_dir = (
-        resume_dir(args.resume, args.out, args.name or _default_name(sources.train, config)) if args.resume else None
-    )
+    resume = args.resume if args.resume in (None, "auto") else resolve_run(args.resume).path
+    run_dir = resume_dir(resume, args.out, args.name or _default_name(sources.train, config)) if resume else None
     if run_dir is not None and not args.config:
         args.config = str(run_dir / "config.yaml")  # the interrupted run's settings; options given here override
         config = config_from_args(args)

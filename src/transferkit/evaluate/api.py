@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from transferkit.data import ImageSource, open_rgb
+from transferkit.data import IMAGE_EXTENSIONS, DataError, ImageSource, open_rgb
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
 from transferkit.train.checkpoint import CheckpointError
@@ -20,13 +22,16 @@ def evaluate_run(
 ) -> tuple[ClassificationMetrics, Path]:
     """Evaluate a run's checkpoint on a labelled source; writes metrics JSON and a confusion-matrix PNG.
 
+    `source` may hold only some of the run's classes (a test folder with fewer class folders): its labels
+    are matched to the run's classes by name, and the per-class figures of the absent ones have no support.
+
     Returns:
         The metrics and the folder the files were written to (``<run>/eval-<source name>`` by default).
     """
     from transferkit.report.plots import plot_confusion
 
     run = load_run(run_dir, which)
-    _check_classes(run, source)
+    source = _in_run_classes(run, source)
     logits, labels = run_logits(run, source)
     metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
     out = Path(out_dir) if out_dir else run.run_dir / "eval"
@@ -41,7 +46,7 @@ def evaluate_run(
 def predict_images(
     run_dir: str | Path | LoadedRun, paths: list[str | Path], *, top_k: int = 3, which: str = "best"
 ) -> list[dict]:
-    """Top-k classes and probabilities for each image file, in the order given.
+    """Top-k classes and probabilities for each image file, in the order given; a folder stands for its images.
 
     `run_dir` may also be an exported model file (``.onnx``, ``.mnn``, ``.pt``): it then runs in its own
     engine with the preprocessing saved beside it. `which` is the run's checkpoint: ``best`` or ``last``.
@@ -53,6 +58,7 @@ def predict_images(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     from transferkit.data.check import image_problem
 
+    paths = _image_files(paths)
     problems = {i: problem for i, path in enumerate(paths) if (problem := image_problem(path))}
     readable = [path for i, path in enumerate(paths) if i not in problems]
     predicted = iter(_predict_readable(run_dir, readable, top_k, which))  # also for none: a bad run is an error
@@ -94,9 +100,42 @@ def _predict_readable(run_dir: str | Path | LoadedRun, paths: list[str | Path], 
     return results
 
 
-def _check_classes(run: LoadedRun, source: ImageSource) -> None:
-    if list(source.classes) != run.classes:
+def _in_run_classes(run: LoadedRun, source: ImageSource) -> ImageSource:
+    """`source` labelled by the run's class indices; its classes must be some or all of the run's."""
+    if list(source.classes) == run.classes:
+        return source
+    unknown = [c for c in source.classes if c not in run.classes]
+    if unknown:
         raise ValueError(
-            f"the evaluation data's classes {source.classes} differ from the run's classes {run.classes}; "
-            "evaluate on data with the same class folders or class list"
+            f"the evaluation data has classes the run was not trained on: {', '.join(unknown)} "
+            f"(the run's classes: {', '.join(run.classes)}); evaluate on class folders or a class list of the run's"
         )
+    index = np.array([run.classes.index(c) for c in source.classes], dtype=np.int64)
+    return ImageSource(
+        classes=list(run.classes),
+        labels=index[source.labels],
+        paths=source.paths,
+        arrays=source.arrays,
+        name=source.name,
+    )
+
+
+def _image_files(paths: list[str | Path]) -> list[str | Path]:
+    """`paths` with each folder replaced by the image files under it, sorted (hidden files and folders skipped)."""
+    expanded: list[str | Path] = []
+    for path in paths:
+        if not Path(path).is_dir():
+            expanded.append(path)
+            continue
+        found = []
+        for folder, subfolders, files in os.walk(path):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            found += [
+                Path(folder) / f
+                for f in sorted(files)
+                if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+            ]
+        if not found:
+            raise DataError(f"{path}: no image files in this folder ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        expanded += found
+    return expanded

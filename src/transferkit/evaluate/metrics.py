@@ -25,7 +25,9 @@ class ClassificationMetrics:
 
     @property
     def macro_f1(self) -> float:
-        return float(np.mean(self.f1)) if self.f1 else 0.0
+        """Mean F1 over the classes the data holds (a class with no images has no F1 to average)."""
+        present = [f for f, n in zip(self.f1, self.support, strict=True) if n]
+        return float(np.mean(present)) if present else 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "macro_f1": self.macro_f1}
