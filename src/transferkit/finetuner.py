@@ -104,5 +104,4 @@ class Finetuner:
 
 
 def _default_name(source: ImageSource, config: TrainConfig) -> str:
-    base = Path(source.name).name if source.name else "run"
-    return f"{base}-{config.strategy}"
+    return f"{source.short_name}-{config.strategy}"

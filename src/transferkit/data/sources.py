@@ -43,6 +43,8 @@ FASHION_MNIST_CLASSES: list[str] = [
 """Fashion-MNIST class names, in label order."""
 
 _SIZE_SAMPLE = 200
+# Folder (and list-file) names that say which split, not which dataset: `dig/train` is the dataset `dig`.
+_SPLIT_NAMES = {"train", "training", "trainval", "val", "valid", "validation", "test", "testing", "images", "data"}
 _FMNIST_PREFIXES = {"train": "train", "test": "t10k"}
 
 
@@ -157,6 +159,24 @@ class ImageSource:
             "image_sizes": self._size_summary(),
         }
 
+    @property
+    def short_name(self) -> str:
+        """The dataset's name for run folders: its folder's name, or the parent's when the folder names a
+        split (``dig/train`` is ``dig``); a list file's name without the extension (``pets/train.txt`` is
+        ``pets``, ``crlf.txt`` is ``crlf``).
+
+        Example:
+            >>> import numpy as np
+            >>> source = ImageSource(["a"], np.zeros(1, np.int64), arrays=np.zeros((1, 2, 2), np.uint8), name="dig/val")
+            >>> source.short_name
+            'dig'
+        """
+        path = Path(self.name or "data")
+        base = path.stem if path.is_file() or path.suffix.lower() in (".txt", ".csv", ".lst") else path.name
+        if base.lower() in _SPLIT_NAMES and path.parent.name:
+            base = path.parent.name
+        return base or "data"
+
     def fingerprint(self) -> str:
         """Returns a hash that changes when the images, labels or classes change; a key for caches.
 
@@ -245,7 +265,10 @@ def from_folder(root: str | Path) -> ImageSource:
         paths += images
         labels += [label] * len(images)
     return ImageSource(
-        classes=[d.name for d in class_dirs], labels=np.array(labels, dtype=np.int64), paths=paths, name=str(root)
+        classes=[d.name for d in class_dirs],
+        labels=np.array(labels, dtype=np.int64),
+        paths=paths,
+        name=os.path.abspath(root),  # absolute: run files name the data for commands run from any folder
     )
 
 
@@ -314,7 +337,9 @@ def from_list(
             continue
         paths.append(path)
         kept.append(label)
-    return ImageSource(classes=classes, labels=np.array(kept, dtype=np.int64), paths=paths, name=str(list_file))
+    return ImageSource(
+        classes=classes, labels=np.array(kept, dtype=np.int64), paths=paths, name=os.path.abspath(list_file)
+    )
 
 
 def from_idx(images_file: str | Path, labels_file: str | Path, classes: list[str] | None = None) -> ImageSource:
@@ -341,7 +366,7 @@ def from_idx(images_file: str | Path, labels_file: str | Path, classes: list[str
         classes = [str(i) for i in range(top + 1)]
     elif top >= len(classes):
         raise DataError(f"{labels_file}: label {top} is out of range for {len(classes)} classes")
-    return ImageSource(classes=list(classes), labels=labels, arrays=images, name=str(images_file))
+    return ImageSource(classes=list(classes), labels=labels, arrays=images, name=os.path.abspath(images_file))
 
 
 def fashion_mnist(directory: str | Path, split: str = "train") -> ImageSource:

@@ -26,8 +26,9 @@ class RunDirLockedError(RuntimeError):
 
 
 def run_dir_name(name: str) -> str:
-    """`name` made safe as a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+    """`name` made safe as one folder name: no path separators, and no leading dot (``../x`` is ``x``, not a
+    hidden ``..-x``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
 
 
 def _numbered(root: Path, safe: str) -> dict[int, Path]:
