@@ -79,7 +79,7 @@ def test_stronger_l2_gives_smaller_weights():
 
 
 @pytest.mark.parametrize(("strategy", "phases"), [("linear-probe", ["probe"] * 3), ("lp-ft", ["probe", "finetune"])])
-def test_runs_log_each_chunk_as_an_epoch_and_save_the_folded_head(tmp_path, image_folder, strategy, phases):
+def test_runs_log_each_new_chunk_as_an_epoch_and_save_the_folded_head(tmp_path, image_folder, strategy, phases):
     config = TrainConfig(
         backbone="tiny_resnet",
         strategy=strategy,
@@ -93,8 +93,13 @@ def test_runs_log_each_chunk_as_an_epoch_and_save_the_folded_head(tmp_path, imag
     )
     result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["phase"] for r in rows] == phases
-    assert [r["epoch"] for r in rows] == list(range(1, len(phases) + 1))
+    if strategy == "linear-probe":  # the phase ends once the solve has converged: no epoch repeats the last
+        assert 1 <= len(rows) <= len(phases) and [r["phase"] for r in rows] == phases[: len(rows)]
+        figures = [(r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"]) for r in rows]
+        assert len(set(figures)) == len(figures)
+    else:
+        assert [r["phase"] for r in rows] == phases
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
     probe = rows[0]
     assert probe["train_acc"] > 0.6 and probe["val_acc"] > 0.5  # chance is 1/3
     assert probe["train_loss"] < 1.0  # log(3) = 1.10 is the loss of the zero-initialised start
@@ -103,3 +108,15 @@ def test_runs_log_each_chunk_as_an_epoch_and_save_the_folded_head(tmp_path, imag
     model = build_model("tiny_resnet", 3, pretrained=False).model
     weights = load_file(str(tmp_path / "run" / "best.safetensors"))
     assert set(weights) == set(model.state_dict())  # one ordinary model: no extra standardisation tensors
+
+
+def test_a_converged_solve_ends_the_phase_and_says_so_once(tmp_path, image_folder, capsys):
+    config = TrainConfig(
+        backbone="tiny_resnet", strategy="linear-probe", epochs=10, batch_size=8, image_size=32, seed=0,
+        head_solver="lbfgs", cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert 1 <= len(lines) < 10 and len({line.rsplit("|", 1)[0] for line in lines}) == len(lines)  # none repeated
+    assert err.count("the L-BFGS solve converged") == 1

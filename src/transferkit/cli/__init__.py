@@ -8,6 +8,7 @@ scikit-learn are imported by the functions that run a command), so that ``--help
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from transferkit.cli import advise, backbones, check, compare, evaluate, export, predict, report, runs, train
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transferkit runs --json | head`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+        return 141
     finally:
         console.quiet = was_quiet  # main() called from Python leaves the caller's verbosity as it was
 

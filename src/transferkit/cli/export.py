@@ -18,7 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_run_arguments(parser)
-    parser.add_argument("--format", dest="fmt", required=True, choices=["onnx", "mnn", "torchscript"])
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        required=True,
+        choices=["onnx", "mnn", "torchscript"],
+        help="onnx (onnxruntime and most runtimes), mnn (mobile; --int8 too) or torchscript (PyTorch without Python)",
+    )
     parser.add_argument("--int8", action="store_true", help="mnn: also write an int8-quantised model.int8.mnn")
     parser.add_argument(
         "--int8-min-agreement",

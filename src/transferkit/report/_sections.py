@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from html import escape
 from pathlib import Path
 
@@ -97,9 +98,16 @@ def curves_section(result: CompareResult) -> str:
             _redraw_curves(result, name)
         if path.is_file():
             figure = img(path, f"training curves {name}", "wide")
-            parts.append(f"<figure>{figure}<figcaption>{escape(name)}</figcaption></figure>")
+            parts.append(f"<figure>{figure}<figcaption>{escape(_curves_caption(name))}</figcaption></figure>")
     note = "<p class='caption'>Solid: validation; dashed: training. One colour per strategy.</p>"
     return '<h2 id="curves">Training curves</h2>' + (note + "".join(parts) if parts else "<p>No curves recorded.</p>")
+
+
+def _curves_caption(name: str) -> str:
+    """What a curves figure shows, from its file name (``curves.png``, ``curves-fold-2.png``)."""
+    fold = re.fullmatch(r"curves-fold-(\d+)\.png", name)
+    what = "Loss and accuracy per epoch of every strategy"
+    return f"{what}, fold {fold.group(1)}" if fold else what
 
 
 def _redraw_curves(result: CompareResult, name: str) -> None:

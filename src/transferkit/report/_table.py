@@ -48,7 +48,7 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]], str]:
     targets = ", ".join(f"{100 * v:.2f}%" for v in result.targets.values()) or "—"
     caption = (
         f"time to target: summed epoch seconds until the validation accuracy first reached the best of the "
-        f"weakest strategy ({targets}{' per fold' if cv else ''}); — never reached. "
+        f"weakest strategy ({targets}{' per fold' if cv else ''}); a dash means it never got there. "
         + (f"Mean ± std over {cv} folds. " if cv else "")
         + "Wall time includes evaluation and figures."
     )

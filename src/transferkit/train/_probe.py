@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.train._tracker import PhaseContext, Tracker
@@ -24,6 +25,8 @@ LBFGS_ITERATIONS = 100
 converged. On Fashion-MNIST features (800 images, 1,280 dimensions) the solve has converged well before 100."""
 _MIN_PER_EPOCH = 20
 _EXTRACT_BATCH = 64
+# Figures closer than this to the previous chunk's print alike: the solve has converged.
+_SAME = 1e-5
 
 
 def probe_features(
@@ -96,16 +99,27 @@ def lbfgs_epochs(
 ) -> Iterator[EpochResult]:
     """Run `head`'s solve in `epochs` chunks of iterations; yield each chunk's figures as an epoch.
 
-    Chunks before `start_epoch` are run (the solve is deterministic) but not yielded, so a resumed phase
-    continues from the same iterate. The caller folds the head into its classifier after each chunk.
+    Once a chunk changes none of the figures, the solve has converged and every later chunk would repeat
+    the last epoch: the phase ends there, saying so once. Chunks before `start_epoch` are run (the solve is
+    deterministic) but not yielded, so a resumed phase continues from the same iterate. The caller folds the
+    head into its classifier after each chunk.
     """
     feats, labels, vfeats, vlabels = data
     per_epoch = max(_MIN_PER_EPOCH, math.ceil(LBFGS_ITERATIONS / epochs))
-    for epoch in range(first_epoch, first_epoch + epochs):
+    last = first_epoch + epochs - 1
+    previous: tuple[float, ...] | None = None
+    for epoch in range(first_epoch, last + 1):
         began = time.perf_counter()
         head.run(per_epoch)
+        figures = (*head.metrics(feats, labels), *head.metrics(vfeats, vlabels))
+        if previous is not None and all(abs(a - b) <= _SAME for a, b in zip(figures, previous, strict=True)):
+            rest = f"epoch {epoch}" if epoch == last else f"epochs {epoch}-{last}"
+            console.print(
+                f"{name}: the L-BFGS solve converged ({head.iterations} iterations); {rest} would repeat epoch "
+                f"{epoch - 1}, so the phase ends there"
+            )
+            return
+        previous = figures
         if start_epoch is not None and epoch < start_epoch:
             continue
-        train_loss, train_acc = head.metrics(feats, labels)
-        val_loss, val_acc = head.metrics(vfeats, vlabels)
-        yield EpochResult(epoch, name, train_loss, train_acc, val_loss, val_acc, 1.0, time.perf_counter() - began)
+        yield EpochResult(epoch, name, *figures, 1.0, time.perf_counter() - began)
