@@ -10,6 +10,7 @@ from transferkit.strategies import strategy_names
 
 __all__ = ["add_config_arguments", "config_from_args"]
 
+
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One option per TrainConfig field, its help the field's docstring; booleans get --x / --no-x."""
     group = parser.add_argument_group("training")

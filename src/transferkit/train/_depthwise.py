@@ -4,13 +4,13 @@ PyTorch's CPU kernel for the weight gradient of a depthwise convolution is very 
 many channels. Profiling EfficientNet-Lite0 training at 48 px (batch 128, 2 cores), the 5x5 depthwise layers of
 the last stages (2x2 and 3x3 maps, 480 to 1,152 channels) took 1.5 s of a 2.4 s profile of three steps. The same
 gradient is a sum, for each kernel tap, of the products of a shifted input window and the output gradient; on those
-shapes that sum is 5 to 25 times faster, on large maps it is slower. So each shape is timed once both ways (like
-cuDNN's benchmark mode) and the faster one is kept; both give the same values to float rounding.
+shapes that sum is 5 to 25 times faster, on large maps it is slower. So each shape is timed both ways (like
+cuDNN's benchmark mode) and the faster one is kept. Both give the same values only to float rounding, so the
+choice is made once per machine and recorded in the run (`_kernel_choices`): the same seed gives the same weights.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fast_depthwise"]
+from transferkit.train._kernel_choices import TAPS, KernelChoices, shape_key, time_once
 
-_CHOICE: dict[tuple, bool] = {}
-"""(input shape, weight shape, stride, padding, dtype, channels-last) -> whether the tap sum was the faster."""
+__all__ = ["KernelChoices", "fast_depthwise"]
 
 
 def _native_weight_grad(x, weight, grad_out, stride, padding) -> torch.Tensor:
@@ -46,35 +45,24 @@ def _tap_weight_grad(x, weight, grad_out, stride, padding) -> torch.Tensor:
     return grad.unsqueeze(1)
 
 
-def _weight_grad(x, weight, grad_out, stride, padding) -> torch.Tensor:
-    key = (
-        tuple(x.shape),
-        tuple(weight.shape),
-        stride,
-        padding,
-        x.dtype,
-        x.is_contiguous(memory_format=torch.channels_last),
-    )
-    use_taps = _CHOICE.get(key)
-    if use_taps is not None:
-        return (_tap_weight_grad if use_taps else _native_weight_grad)(x, weight, grad_out, stride, padding)
-    timed = []
-    for fn in (_native_weight_grad, _tap_weight_grad):
-        fn(x, weight, grad_out, stride, padding)  # a first call also builds kernels and buffers: not timed
-        began = time.perf_counter()
-        grad = fn(x, weight, grad_out, stride, padding)
-        timed.append(time.perf_counter() - began)
-    _CHOICE[key] = timed[1] < timed[0]
-    return grad
+def _weight_grad(x, weight, grad_out, stride, padding, choices: KernelChoices) -> torch.Tensor:
+    def time_both() -> tuple[float, float]:
+        return tuple(
+            time_once(partial(fn, x, weight, grad_out, stride, padding))
+            for fn in (_native_weight_grad, _tap_weight_grad)
+        )
+
+    use_taps = choices.choose(shape_key(x, weight, stride, padding), time_both) == TAPS
+    return (_tap_weight_grad if use_taps else _native_weight_grad)(x, weight, grad_out, stride, padding)
 
 
 class _DepthwiseConv(torch.autograd.Function):
     """A bias-free depthwise convolution whose weight gradient comes from `_weight_grad`."""
 
     @staticmethod
-    def forward(ctx, x, weight, stride, padding):
+    def forward(ctx, x, weight, stride, padding, choices):
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
+        ctx.stride, ctx.padding, ctx.choices = stride, padding, choices
         return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
     @staticmethod
@@ -87,8 +75,8 @@ class _DepthwiseConv(torch.autograd.Function):
                 grad_out, x, weight, None, ctx.stride, ctx.padding, (1, 1), False, (0, 0), weight.shape[0], mask
             )[0]
         if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad(x, weight, grad_out, ctx.stride, ctx.padding)
-        return grad_x, grad_w, None, None
+            grad_w = _weight_grad(x, weight, grad_out, ctx.stride, ctx.padding, ctx.choices)
+        return grad_x, grad_w, None, None, None
 
 
 def _same_padding(module: nn.Conv2d) -> bool:
@@ -107,7 +95,7 @@ def _qualifies(module: nn.Module) -> bool:
     )
 
 
-def _forward(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def _forward(module: nn.Conv2d, choices: KernelChoices, x: torch.Tensor) -> torch.Tensor:
     if not (torch.is_grad_enabled() and module.weight.requires_grad and x.device.type == "cpu"):
         return type(module).forward(module, x)
     padding = tuple(module.padding)
@@ -115,14 +103,14 @@ def _forward(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         from timm.layers import pad_same
 
         x, padding = pad_same(x, module.kernel_size, module.stride, module.dilation), (0, 0)
-    out = _DepthwiseConv.apply(x, module.weight, tuple(module.stride), padding)
+    out = _DepthwiseConv.apply(x, module.weight, tuple(module.stride), padding, choices)
     if module.bias is not None:
         out = out + module.bias.view(1, -1, 1, 1)
     return out
 
 
 @contextmanager
-def fast_depthwise(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+def fast_depthwise(model: nn.Module, enabled: bool = True, choices: KernelChoices | None = None) -> Iterator[int]:
     """Within the block, `model`'s depthwise convolutions compute weight gradients the faster way for each shape.
 
     Outputs and gradients are unchanged (to float rounding); only CPU training with gradients is affected, and the
@@ -131,6 +119,8 @@ def fast_depthwise(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     Args:
         model: Any model; its depthwise ``nn.Conv2d`` layers (groups == channels, no dilation) are affected.
         enabled: False leaves the model as it is (a convenience for callers with a switch).
+        choices: Which kernel each shape uses (a run passes its machine's and its record's, so that the same seed
+            gives the same weights); None times each new shape in this block only.
 
     Yields:
         The number of layers affected.
@@ -143,8 +133,9 @@ def fast_depthwise(model: nn.Module, enabled: bool = True) -> Iterator[int]:
         (1, torch.Size([8, 1, 3, 3]))
     """
     patched = [m for m in model.modules() if _qualifies(m)] if enabled else []
+    choices = choices if choices is not None else KernelChoices(None)
     for module in patched:
-        module.forward = partial(_forward, module)
+        module.forward = partial(_forward, module, choices)
     try:
         yield len(patched)
     finally:

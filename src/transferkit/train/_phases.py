@@ -131,7 +131,7 @@ class PhaseRunner:
         trainer = self.session.dist.wrap(parts.module, self.session.device)
         if config.compile:
             trainer = torch.compile(trainer)
-        with fast_depthwise(parts.module, self._fast_depthwise):
+        with fast_depthwise(parts.module, self._fast_depthwise, self.session.kernels):
             history = fit(
                 trainer, parts.train_loader, parts.val_loader, settings, epochs=phase.last_epoch - first + 1,
                 optimizer=optimizer, scheduler=scheduler, phase=phase.name, first_epoch=first, on_epoch=tracker,
@@ -201,7 +201,7 @@ class PhaseRunner:
         return int(self.state["epoch"]), EpochProgress(**self.state["progress"])
 
     def _measure(self, parts: _Trainable, optimizer):
-        with fast_depthwise(parts.module, self._fast_depthwise):
+        with fast_depthwise(parts.module, self._fast_depthwise, self.session.kernels):
             return _budget.measure_epoch(parts.module, parts.train_loader, parts.val_loader, optimizer, self.settings)
 
     def _saves_mid_epoch(self, phase: Phase) -> bool:

@@ -13,6 +13,7 @@ from torch import nn
 
 from transferkit._console import console
 from transferkit.train._interrupt import clear_stop, request_stop
+from transferkit.train._kernel_choices import KernelChoices
 from transferkit.train._resume import warn
 from transferkit.train._rng import capture_rng
 from transferkit.train.checkpoint import checkpoint_problem, save_checkpoint, save_training_state
@@ -49,8 +50,10 @@ class Tracker:
         patience: int | None,
         data: dict,
         dist: DistContext | None = None,
+        kernels: KernelChoices | None = None,
     ) -> None:
         self.run, self.model, self.meta, self.patience, self.data = run, model, meta, patience, data
+        self.kernels = kernels
         # Under torchrun every process tracks (the decisions must agree); only rank 0 writes.
         self.dist = dist or DistContext()
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
@@ -151,6 +154,8 @@ class Tracker:
             "tracker": self.state(),
             "data": self.data,
             "world_size": self.dist.world_size,  # a resume must shard the batches the same way
+            # The depthwise kernels used so far: a resume repeats the arithmetic, not only the sample order.
+            "depthwise": dict(self.kernels.used) if self.kernels is not None else {},
         }
         meta = {
             **self.meta,

@@ -22,6 +22,7 @@ from transferkit.data.check import CheckReport, preflight
 from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
+from transferkit.train._kernel_choices import KernelChoices
 from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
 from transferkit.train._tracker import Tracker
 from transferkit.train.checkpoint import CheckpointError
@@ -71,6 +72,8 @@ class Session:
     amp: MixedPrecision
     point: ResumePoint | None
     start: float = field(default_factory=time.perf_counter)
+    kernels: KernelChoices = field(default_factory=lambda: KernelChoices(None))
+    """Which depthwise-gradient kernel each shape uses (`train._depthwise`): recorded in every training state."""
 
     @property
     def resumed(self) -> bool:
@@ -100,7 +103,12 @@ def open_session(config: TrainConfig, run_dir: str | Path, resume: bool | str | 
     amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
     if config.precision != "fp32" and not amp.enabled:
         warn(f"precision {config.precision} applies on CUDA only; training in fp32 on {device}")
-    return Session(run, dist, device, amp, point, start)
+    from transferkit.data.feature_cache import cache_root
+
+    # The run's record first: a resume computes with the kernels the interrupted run used.
+    recorded = point.state.get("depthwise") if point is not None else None
+    kernels = KernelChoices.for_machine(cache_root(config.cache_dir), recorded)
+    return Session(run, dist, device, amp, point, start, kernels)
 
 
 @dataclass
@@ -236,7 +244,9 @@ def setup_tracker(
     config: TrainConfig, session: Session, data: RunData, model: nn.Module, meta: dict
 ) -> tuple[Tracker, list[EpochResult]]:
     """The tracker (metrics, best and last checkpoints, early stopping) and, after a resume, the epochs so far."""
-    tracker = Tracker(session.run, model, meta, config.patience, data.identity, dist=session.dist)
+    tracker = Tracker(
+        session.run, model, meta, config.patience, data.identity, dist=session.dist, kernels=session.kernels
+    )
     point = session.point
     if point is None:
         return tracker, []
