@@ -203,6 +203,7 @@ def _train_one(
             path, test if test is not None else val, path / run.eval_split, resolve_device(config.device), _EXAMPLES
         )
         run.eval_acc = metrics.accuracy
+        run.eval_balanced_acc, run.eval_macro_f1 = metrics.balanced_accuracy, metrics.macro_f1
         if test is not None:
             run.test_acc = metrics.accuracy
             RunDir(path).update_summary(test_acc=metrics.accuracy)

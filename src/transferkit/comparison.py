@@ -30,6 +30,9 @@ class StrategyRun:
     eval_split: str | None = None
     """The set the best checkpoint was evaluated on for the confusion matrix and examples: test or val."""
     eval_acc: float | None = None
+    eval_balanced_acc: float | None = None
+    """Mean per-class recall on the `eval_split` set."""
+    eval_macro_f1: float | None = None
     train_seconds: float | None = None
     wall_seconds: float | None = None
     """Training, evaluation and figures of this run."""

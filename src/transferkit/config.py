@@ -16,10 +16,13 @@ from transferkit.strategies import DEFAULT_STRATEGY, get_strategy, strategy_name
 __all__ = [
     "AUGMENTATIONS",
     "BN_STATS",
+    "CLASS_WEIGHTS",
     "LARGE_DATA",
     "OPTIMIZERS",
     "PRECISIONS",
     "RECIPES",
+    "SAMPLERS",
+    "SELECT_BY",
     "ConfigError",
     "TrainConfig",
     "field_help",
@@ -32,6 +35,9 @@ ENGINES = ("torch", "onnxruntime", "mnn", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("frozen", "update")
 AUGMENTATIONS = ("resized-crop", "pad-crop")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLERS = ("shuffle", "balanced")
+SELECT_BY = ("accuracy", "balanced-accuracy", "macro-f1")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -112,6 +118,15 @@ class TrainConfig:
     """Linear warm-up before the cosine decay."""
     label_smoothing: float | None = None
     """Cross-entropy label smoothing; default from the recipe (0 small, 0.1 large)."""
+    class_weights: str = "none"
+    """none, or balanced: each class's cross-entropy weighted by n_images / (n_classes x its images), so a rare
+    class counts as much as a common one (scikit-learn's class_weight='balanced'); validation loss stays unweighted."""
+    sampler: str = "shuffle"
+    """shuffle (every image once per epoch) or balanced: each epoch draws as many images with replacement, every
+    class equally often (seeded by seed and epoch, so a resumed run continues the same sequence)."""
+    select_by: str = "accuracy"
+    """Validation figure that picks the best checkpoint and drives early stopping: accuracy, balanced-accuracy (mean
+    per-class recall) or macro-f1."""
     bn_stats: str = "frozen"
     """Fine-tuning from pretrained weights: keep BatchNorm's pretrained running statistics (frozen) or re-estimate
     them from the training batches (update). scratch always updates them. Frozen measured 5-7 points better on
@@ -212,6 +227,9 @@ class TrainConfig:
             raise ConfigError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ConfigError(f"augmentation {self.augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        for name, allowed in (("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS), ("select_by", SELECT_BY)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.recipe not in ("auto", *RECIPES):
             raise ConfigError(f"recipe {self.recipe!r}: choose auto or one of {', '.join(RECIPES)}")
         if self.time_budget is not None:

@@ -61,7 +61,12 @@ _SCRATCH_LR_MULT = 10.0
 """Pretrained layers get a tenth of the from-scratch rate; the new head learns at the from-scratch rate."""
 _TARGET_STEPS = 300
 _PROBE_EPOCHS = 20
-_ADVISED_FIELDS = ("strategy", "freeze", "lr", "head_lr_mult", "scratch_lr_mult", "epochs", "image_size")
+_IMBALANCE = 10.0
+"""Largest over smallest class above which the plan weights the loss and picks the checkpoint by macro F1: in
+BENCHMARKS.md ("Class imbalance") a 40:1 long-tailed Fashion-MNIST gained macro F1 and worst-class recall from it."""
+_ADVISED_FIELDS = (
+    "strategy", "freeze", "lr", "head_lr_mult", "scratch_lr_mult", "epochs", "image_size", "class_weights", "select_by",
+)  # fmt: skip
 
 
 @dataclass
@@ -91,6 +96,8 @@ class Advice:
         reasons: The explanation, one sentence per line, naming the numbers and thresholds.
         measurements: What the decision was made from.
         thresholds: The thresholds it used.
+        class_weights: ``balanced`` when the classes are imbalanced beyond 10:1, else ``none``.
+        select_by: The figure that picks the best checkpoint (``macro-f1`` on imbalanced classes).
     """
 
     regime: str
@@ -107,6 +114,8 @@ class Advice:
     reasons: list[str] = field(default_factory=list)
     measurements: Measurements | None = None
     thresholds: dict = field(default_factory=lambda: dict(THRESHOLDS))
+    class_weights: str = "none"
+    select_by: str = "accuracy"
 
     def explain(self) -> str:
         """The plan and its reasons as plain text."""
@@ -118,6 +127,8 @@ class Advice:
             rates = f"lr {self.lr:g} for pretrained layers, head x{self.head_lr_mult:g}"
         lines = [f"regime: {self.regime}  ->  strategy {plan}"]
         lines.append(f"  {rates}, {self.epochs} epochs at {self.image_size} px")
+        if self.class_weights != "none" or self.select_by != "accuracy":
+            lines.append(f"  --class-weights {self.class_weights} --select-by {self.select_by}")
         lines += [f"  - {reason}" for reason in self.reasons]
         if self.alternatives:
             lines.append(f"  worth comparing: {', '.join(self.alternatives)}")
@@ -161,8 +172,14 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         f"size: the smallest class has {per_class} images ({m.n_images} images, {m.n_classes} classes): "
         f"{size} ({'below' if small else 'at or above'} the threshold of {t['small_per_class']} per class)"
     ]
-    if m.imbalance > 10:
-        reasons.append(f"the classes are imbalanced ({m.imbalance:.0f}:1); the smallest class decides the size")
+    imbalanced = m.imbalance > _IMBALANCE
+    if imbalanced:
+        reasons.append(
+            f"the classes are imbalanced ({m.imbalance:.0f}:1, above {_IMBALANCE:g}:1); the smallest class decides the "
+            "size, the loss weighs every class alike (--class-weights balanced; --sampler balanced is the other way), "
+            "and the best checkpoint is the one with the best macro F1 (--select-by macro-f1)"
+        )
+    balance = {"class_weights": "balanced", "select_by": "macro-f1"} if imbalanced else {}
     n_train = m.n_images
 
     if not m.pretrained:
@@ -170,7 +187,7 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         reasons.append(f"{m.backbone} has no pretrained weights: {chosen.advice}")
         return Advice(
             "no-pretrained-weights", size, "unknown", chosen.name, None, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
-            _epochs(n_train), m.image_size, list(chosen.alternatives), reasons, m,
+            _epochs(n_train), m.image_size, list(chosen.alternatives), reasons, m, **balance,
         )  # fmt: skip
 
     gain = m.probe_gain
@@ -216,7 +233,7 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         )
     return Advice(
         f"{size}-{similarity}", size, similarity, strategy, freeze, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
-        epochs, m.image_size, alternatives, reasons, m,
+        epochs, m.image_size, alternatives, reasons, m, **balance,
     )  # fmt: skip
 
 

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics.to_dict(), indent=2))
         return 0
-    table = Table(title=f"{source.name}: accuracy {100 * metrics.accuracy:.2f}% on {metrics.n} images")
+    table = Table(
+        title=f"{source.name}: accuracy {100 * metrics.accuracy:.2f}%, balanced accuracy "
+        f"{100 * metrics.balanced_accuracy:.2f}%, macro F1 {metrics.macro_f1:.3f} on {metrics.n} images"
+    )
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for i, name in enumerate(metrics.classes):

@@ -24,13 +24,30 @@ class ClassificationMetrics:
     confusion: list[list[int]]
 
     @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes the data holds: accuracy as if every class were equally common."""
+        present = [r for r, n in zip(self.recall, self.support, strict=True) if n]
+        return float(np.mean(present)) if present else float("nan")
+
+    @property
+    def worst_recall(self) -> float:
+        """The lowest recall of a class the data holds (the class the model serves worst)."""
+        present = [r for r, n in zip(self.recall, self.support, strict=True) if n]
+        return float(min(present)) if present else float("nan")
+
+    @property
     def macro_f1(self) -> float:
         """Mean F1 over the classes the data holds (a class with no images has no F1 to average)."""
         present = [f for f, n in zip(self.f1, self.support, strict=True) if n]
         return float(np.mean(present)) if present else 0.0
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "macro_f1": self.macro_f1}
+        return {
+            **asdict(self),
+            "macro_f1": self.macro_f1,
+            "balanced_accuracy": self.balanced_accuracy,
+            "worst_recall": self.worst_recall,
+        }
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> ClassificationMetrics:

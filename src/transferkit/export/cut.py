@@ -31,6 +31,7 @@ from transferkit.models.surgery import init_head
 from transferkit.strategies import Phase, get_strategy
 from transferkit.train.checkpoint import load_checkpoint
 from transferkit.train.distributed import DistContext
+from transferkit.train.imbalance import balanced_class_weights
 from transferkit.train.loop import EpochResult, StepSettings
 from transferkit.train.precision import MixedPrecision
 from transferkit.train.rundir import RunDir, new_run_dir
@@ -118,7 +119,10 @@ def train_from_model_file(
     meta = {"classes": classes, "backbone": f"{model_file.name}@{feature}", "preprocessing": pre.to_dict()}
     meta["config"] = config.to_dict()
     tracker, _ = setup_tracker(config, session, data, head, meta)
-    settings = StepSettings(torch.device("cpu"), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+    weight = balanced_class_weights(data.train.labels, len(classes)) if config.class_weights == "balanced" else None
+    settings = StepSettings(
+        torch.device("cpu"), nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    )
     run_model = RunModel(head, None, pre)
     history = run_phases(
         config, session, data, run_model, settings, tracker, phases, features=lambda: (feats, labels, vfeats, vlabels)

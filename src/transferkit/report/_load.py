@@ -56,7 +56,8 @@ def _single_run(path: Path) -> CompareResult:
     best_val = summary.get("best_val_acc", max((r["val_acc"] for r in rows), default=None))
     found = eval_dir(path, "test")
     split = found.name if found else None
-    eval_acc = _read_json(found / "metrics.json").get("accuracy") if found else None
+    evaluated = _read_json(found / "metrics.json") if found else {}
+    eval_acc = evaluated.get("accuracy")
     test_acc = summary.get("test_acc", eval_acc if split == "test" else None)
     seconds = sum(float(r["seconds"]) for r in rows)
     single = StrategyRun(
@@ -69,6 +70,8 @@ def _single_run(path: Path) -> CompareResult:
         test_acc=test_acc,
         eval_split=split,
         eval_acc=eval_acc,
+        eval_balanced_acc=evaluated.get("balanced_accuracy"),
+        eval_macro_f1=evaluated.get("macro_f1"),
         train_seconds=summary.get("seconds"),
         wall_seconds=summary.get("seconds", seconds),
         seconds_to_target=seconds_to_target(rows, best_val),

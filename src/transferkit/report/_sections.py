@@ -139,7 +139,8 @@ def confusion_section(result: CompareResult) -> str:
     fold = f", fold {run.fold}" if run.fold else ""
     title = (
         f"{run.strategy}{fold} on {where.name} ({metrics.get('source', '')}): "
-        f"accuracy {100 * metrics['accuracy']:.2f}% of {metrics['n']} images, macro F1 {metrics['macro_f1']:.3f}"
+        f"accuracy {100 * metrics['accuracy']:.2f}% of {metrics['n']} images, balanced accuracy "
+        f"{100 * _balanced_accuracy(metrics):.2f}%, macro F1 {metrics['macro_f1']:.3f}"
     )
     rows = "".join(
         f"<tr><td>{escape(c)}</td><td>{p:.3f}</td><td>{r:.3f}</td><td>{f:.3f}</td><td>{s}</td></tr>"
@@ -155,6 +156,14 @@ def confusion_section(result: CompareResult) -> str:
         f'<h2 id="confusion">Confusion matrix of the best strategy</h2><p>{escape(title)}</p>'
         f'<div class="side">{img(png, "confusion matrix", "confusion")}{per_class}</div>'
     )
+
+
+def _balanced_accuracy(metrics: dict) -> float:
+    """From metrics.json (files written before it was saved: the mean recall of the classes with images)."""
+    if metrics.get("balanced_accuracy") is not None:
+        return float(metrics["balanced_accuracy"])
+    present = [r for r, n in zip(metrics["recall"], metrics["support"], strict=True) if n]
+    return sum(present) / len(present) if present else float("nan")
 
 
 def examples_section(result: CompareResult) -> str:

@@ -34,6 +34,10 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]], str]:
     headers = ["strategy", "trainable params", acc]
     if has_test:
         headers.append("test acc (mean ± std)" if cv else "test acc")
+    balanced = any(r.eval_balanced_acc is not None for r in result.runs)
+    split = next((r.eval_split for r in result.runs if r.eval_split), "eval")
+    if balanced:  # beside accuracy, what imbalance cannot hide: every class counted alike
+        headers += [f"{split} balanced acc", f"{split} macro F1"]
     headers += ["wall time" + (" (all folds)" if cv else ""), "time to target"]
     rows = []
     for s in result.summaries:
@@ -43,6 +47,8 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]], str]:
         row = [s.strategy, f"{s.trainable_params:,}", _pct(s.val_acc_mean, s.val_acc_std)]
         if has_test:
             row.append(_pct(s.test_acc_mean, s.test_acc_std))
+        if balanced:
+            row += _class_figures(result, s.strategy)
         row += [f"{s.wall_seconds:.1f} s", "—" if s.seconds_to_target is None else f"{s.seconds_to_target:.1f} s"]
         rows.append([*row, s.status])
     targets = ", ".join(f"{100 * v:.2f}%" for v in result.targets.values()) or "—"
@@ -53,6 +59,16 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]], str]:
         + "Wall time includes evaluation and figures."
     )
     return headers, rows, caption
+
+
+def _class_figures(result: CompareResult, strategy: str) -> list[str]:
+    """Balanced accuracy and macro F1 of a strategy's evaluated runs (mean over folds)."""
+    runs = [r for r in result.runs if r.strategy == strategy and r.status == "ok" and r.eval_balanced_acc is not None]
+    if not runs:
+        return ["—", "—"]
+    balanced = sum(r.eval_balanced_acc for r in runs) / len(runs)
+    f1 = sum(r.eval_macro_f1 for r in runs if r.eval_macro_f1 is not None) / len(runs)
+    return [f"{100 * balanced:.2f}%", f"{f1:.3f}"]
 
 
 def _pct(mean: float | None, std: float | None) -> str:

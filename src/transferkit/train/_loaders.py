@@ -39,7 +39,7 @@ class LoaderFactory:
                 mine = list(dist.shard_dataset(range(len(source))))  # type: ignore[arg-type]
                 chunks = [mine[i : i + config.batch_size] for i in range(0, len(mine), config.batch_size)]
                 return DataLoader(batches, sampler=chunks, batch_size=None, **common), generator
-            order = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
+            order = self._train_order(len(source), source.labels, sample_seeds=True)
             return DataLoader(batches, sampler=dist.shard_batches(order), batch_size=None, **common), generator
         augmentation = config.augmentation or "resized-crop"
         transform = build_transforms(self.pre, train=train, augment=config.augment, augmentation=augmentation)
@@ -47,7 +47,7 @@ class LoaderFactory:
         self.datasets.append(dataset)
         if not train:
             return DataLoader(dist.shard_dataset(dataset), batch_size=config.batch_size, **common), generator
-        sampler = EpochBatchSampler(len(source), config.batch_size, shuffle=True, seed=config.seed, sample_seeds=True)
+        sampler = self._train_order(len(source), source.labels, sample_seeds=True)
         return DataLoader(SeededSamples(dataset), batch_sampler=dist.shard_batches(sampler), **common), generator
 
     def tensors(
@@ -55,11 +55,19 @@ class LoaderFactory:
     ) -> tuple[DataLoader, DataLoader, torch.Generator]:
         """Loaders over precomputed inputs (cached features or prefix activations) and their labels."""
         generator = torch.Generator().manual_seed(self.config.seed)
-        order = EpochBatchSampler(len(train[-1]), self.config.batch_size, shuffle=True, seed=self.config.seed)
+        order = self._train_order(len(train[-1]), train[-1])
         sampler = self.dist.shard_batches(order) if shard else order
         train_loader = DataLoader(TensorDataset(*train), batch_sampler=sampler, generator=generator)
         val_loader = DataLoader(TensorDataset(*val), batch_size=val_batch, generator=torch.Generator())
         return train_loader, val_loader, generator
+
+    def _train_order(self, n: int, labels, *, sample_seeds: bool = False) -> EpochBatchSampler:
+        """The training batches' order: a seeded shuffle, or a class-balanced draw (`TrainConfig.sampler`)."""
+        config = self.config
+        balanced = torch.as_tensor(labels, dtype=torch.int64) if config.sampler == "balanced" else None
+        return EpochBatchSampler(
+            n, config.batch_size, shuffle=True, seed=config.seed, sample_seeds=sample_seeds, labels=balanced
+        )
 
     @property
     def unreadable(self) -> set[str]:

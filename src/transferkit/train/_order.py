@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from transferkit.train.imbalance import balanced_order
+
 __all__ = ["EpochBatchSampler", "SeededSamples"]
 
 # Large odd multiplier so that (seed, epoch) pairs map to distinct generator seeds.
@@ -26,11 +28,25 @@ _EPOCH_STRIDE = 1_000_003
 class EpochBatchSampler(Sampler[list]):
     """Batches of epoch `e` from a permutation seeded by `(seed, e)`; can start at any step.
 
-    With `sample_seeds`, each index is yielded as `(index, seed)` for `SeededSamples`.
+    With `sample_seeds`, each index is yielded as `(index, seed)` for `SeededSamples`. With `labels` (and
+    `shuffle`), each epoch is a class-balanced draw with replacement (`imbalance.balanced_order`) from the same
+    seeded generator, so it too can start at any step.
     """
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int, sample_seeds: bool = False) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        sample_seeds: bool = False,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.sample_seeds = n, batch_size, shuffle, seed, sample_seeds
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+        if self.labels is not None and len(self.labels) != n:
+            raise ValueError(f"{len(self.labels)} labels for {n} samples")
         self.epoch, self.start_step = 1, 0
 
     def set_position(self, epoch: int, step: int = 0) -> None:
@@ -42,7 +58,10 @@ class EpochBatchSampler(Sampler[list]):
 
     def __iter__(self) -> Iterator[list]:
         generator = torch.Generator().manual_seed(self.seed * _EPOCH_STRIDE + self.epoch)
-        order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
+        if self.shuffle and self.labels is not None:
+            order = balanced_order(self.labels, generator)
+        else:
+            order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=generator)
         start, self.start_step = self.start_step, 0
         for b in range(start, len(self)):

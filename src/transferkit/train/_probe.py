@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from transferkit._console import console
+from transferkit._figures import class_figures
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.train._tracker import PhaseContext, Tracker
 from transferkit.train.features import cached_features
+from transferkit.train.imbalance import balanced_class_weights
 from transferkit.train.linear_head import LbfgsHead
 from transferkit.train.loop import EpochResult
 
@@ -75,7 +77,16 @@ def run_lbfgs_phase(
     """
     feats, labels, vfeats, vlabels = data
     classifier = model.get_classifier()
-    head = LbfgsHead(feats, labels, classifier.out_features, l2=config.head_l2, label_smoothing=config.label_smoothing)
+    n_classes = classifier.out_features
+    weight = balanced_class_weights(labels, n_classes) if config.class_weights == "balanced" else None
+    if config.sampler == "balanced":
+        console.print(
+            f"{name}: the L-BFGS head solve sees every image once per iteration, so --sampler balanced does not apply "
+            "to it (--class-weights balanced does)"
+        )
+    head = LbfgsHead(
+        feats, labels, n_classes, l2=config.head_l2, label_smoothing=config.label_smoothing, class_weights=weight
+    )
     # The tracker saves an optimiser and a scheduler with every state; L-BFGS has a fixed step size of 1.
     scheduler = torch.optim.lr_scheduler.LambdaLR(head.optimizer, lambda _: 1.0)
     tracker.phase = PhaseContext(index, name, head.optimizer, scheduler, {}, 0)
@@ -122,4 +133,5 @@ def lbfgs_epochs(
         previous = figures
         if start_epoch is not None and epoch < start_epoch:
             continue
-        yield EpochResult(epoch, name, *figures, 1.0, time.perf_counter() - began)
+        balanced, f1 = class_figures(vlabels.numpy(), head.logits(vfeats).argmax(1).numpy(), head.linear.out_features)
+        yield EpochResult(epoch, name, *figures, 1.0, time.perf_counter() - began, 0, balanced, f1)

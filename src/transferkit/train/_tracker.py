@@ -25,6 +25,9 @@ __all__ = ["PhaseContext", "Tracker", "catch_interrupts"]
 
 STATE_FORMAT = 1
 
+SELECTION_FIELDS = {"accuracy": "val_acc", "balanced-accuracy": "val_balanced_acc", "macro-f1": "val_macro_f1"}
+"""The `EpochResult` field each `TrainConfig.select_by` choice compares."""
+
 
 @dataclass
 class PhaseContext:
@@ -51,12 +54,17 @@ class Tracker:
         data: dict,
         dist: DistContext | None = None,
         kernels: KernelChoices | None = None,
+        select_by: str = "accuracy",
     ) -> None:
         self.run, self.model, self.meta, self.patience, self.data = run, model, meta, patience, data
         self.kernels = kernels
         # Under torchrun every process tracks (the decisions must agree); only rank 0 writes.
         self.dist = dist or DistContext()
+        self.select_by = select_by
+        self._field = SELECTION_FIELDS[select_by]
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
+        self.best_score = -1.0
+        """The best epoch's `select_by` figure (its accuracy is `best_acc`)."""
         self.deadline: float | None = None
         """perf_counter() time by which training should end (time budget); None: no limit."""
         self.final_epoch = 0
@@ -73,6 +81,7 @@ class Tracker:
         return {
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
             "bad_epochs": self.bad_epochs,
             "stopped": self.stopped,
             "last_metrics": self.last_metrics,
@@ -80,13 +89,14 @@ class Tracker:
 
     def load_state(self, state: dict) -> None:
         self.best_acc, self.best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+        self.best_score = float(state.get("best_score", self.best_acc))  # states saved before select_by: accuracy
         self.bad_epochs, self.stopped = int(state["bad_epochs"]), bool(state["stopped"])
         self.last_metrics = state.get("last_metrics")
         problem = checkpoint_problem(self.run.best) if self.best_epoch > 0 else None
         if problem:
             # Kept as is, a damaged best would only be replaced by a better epoch, which may never come.
             warn(f"the best checkpoint (epoch {self.best_epoch}) cannot be read: {problem}; the next epoch replaces it")
-            self.best_acc, self.best_epoch = -1.0, 0
+            self.best_acc, self.best_epoch, self.best_score = -1.0, 0, -1.0
 
     def on_step(self, epoch: int, progress: EpochProgress) -> None:
         """After each training step: periodic mid-epoch save, and the save-then-stop of a Ctrl-C."""
@@ -101,12 +111,14 @@ class Tracker:
         if self.dist.is_main:
             self.run.append_metrics(result.to_dict())
         # A diverged epoch (NaN loss, often with a chance-level accuracy) must never become `best`.
-        finite = math.isfinite(result.val_loss) and math.isfinite(result.val_acc)
-        improved = finite and result.val_acc > self.best_acc
+        score = float(getattr(result, self._field))
+        finite = math.isfinite(result.val_loss) and math.isfinite(result.val_acc) and math.isfinite(score)
+        improved = finite and score > self.best_score
+        extra = "" if self.select_by == "accuracy" else f" {self.select_by} {score:.4f}"
         console.print(
             f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
             f"{100 * result.train_acc:5.2f}% | val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%"
-            f" | {result.seconds:.1f}s" + (" *" if improved else "")
+            f"{extra} | {result.seconds:.1f}s" + (" *" if improved else "")
         )
         self.last_metrics = result.to_dict()
         if not finite:
@@ -116,6 +128,7 @@ class Tracker:
             )
         if improved:
             self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
+            self.best_score = score
             if self.dist.is_main:
                 save_checkpoint(
                     self.run.best, self.model, {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
@@ -123,7 +136,8 @@ class Tracker:
         else:
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
-            console.print(f"early stopping: no better validation accuracy in {self.patience} epochs")
+            what = "accuracy" if self.select_by == "accuracy" else self.select_by
+            console.print(f"early stopping: no better validation {what} in {self.patience} epochs")
             self.stopped = True
         late = self.deadline is not None and time.perf_counter() + result.seconds > self.deadline
         if self.deadline is not None and self.dist.enabled:  # every process must stop at the same epoch

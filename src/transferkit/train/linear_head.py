@@ -40,6 +40,7 @@ class LbfgsHead:
         *,
         l2: float = 1e-3,
         label_smoothing: float = 0.0,
+        class_weights: torch.Tensor | None = None,
         history: int = 20,
     ) -> None:
         """Prepares the solve.
@@ -50,6 +51,7 @@ class LbfgsHead:
             num_classes: Outputs of the head.
             l2: Penalty ``l2 / 2 * ||W||^2`` on the weights of the standardised problem (not the bias).
             label_smoothing: As in `nn.CrossEntropyLoss`.
+            class_weights: Per-class loss weights, as `nn.CrossEntropyLoss`'s `weight` (None: unweighted).
             history: L-BFGS memory (pairs of updates kept).
         """
         x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
@@ -59,7 +61,7 @@ class LbfgsHead:
         self.std = x.std(0, unbiased=False).clamp_min(_MIN_STD)
         self.inputs = (x - self.mean) / self.std
         self.l2 = float(l2)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
         # Zero initialisation: the start is uniform predictions, and the solve does not depend on any seed.
         self.linear = nn.Linear(x.shape[1], num_classes)
         nn.init.zeros_(self.linear.weight)
@@ -115,12 +117,17 @@ class LbfgsHead:
             linear.bias.copy_(bias.to(linear.bias))
 
     @torch.no_grad()
+    def logits(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The folded head's outputs on raw `features`."""
+        x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        weight, bias = self.folded()
+        return x @ weight.T + bias
+
+    @torch.no_grad()
     def metrics(self, features: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> tuple[float, float]:
         """Plain cross-entropy and accuracy of the folded head on raw `features`."""
-        x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         if len(y) == 0:
             return float("nan"), float("nan")
-        weight, bias = self.folded()
-        logits = x @ weight.T + bias
+        logits = self.logits(features)
         return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()

@@ -12,6 +12,7 @@ from torch import nn
 
 from transferkit._console import console
 from transferkit._console import progress as progress_bar
+from transferkit._figures import balanced_accuracy, confusion_counts, macro_f1
 from transferkit.models.freezing import set_train_mode
 from transferkit.train.distributed import DistContext, unwrap
 from transferkit.train.precision import MixedPrecision
@@ -44,6 +45,10 @@ class EpochResult:
     lr: float
     seconds: float
     skipped_steps: int = 0
+    val_balanced_acc: float = float("nan")
+    """Mean per-class recall on the validation data."""
+    val_macro_f1: float = float("nan")
+    """Mean per-class F1 on the validation data."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -255,14 +260,17 @@ def fit(
         val_loss, val_acc, logits, labels = evaluate_loader(
             unwrap(model), val_loader, eval_loss, device, "validate", amp
         )
+        confusion = confusion_counts(labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
         if dist.enabled:
             n = len(labels)
             total = dist.sum([val_loss * n, (logits.argmax(1) == labels).sum().item(), n]).tolist()
             val_loss, val_acc = total[0] / total[2], total[1] / total[2]
+            confusion = dist.sum(confusion.ravel().tolist()).numpy().reshape(confusion.shape)
         seconds = seconds_before + time.perf_counter() - began
         result = EpochResult(
-            epoch, phase, train_loss, train_acc, val_loss, val_acc, progress.lr, seconds, progress.skipped_steps
-        )
+            epoch, phase, train_loss, train_acc, val_loss, val_acc, progress.lr, seconds, progress.skipped_steps,
+            balanced_accuracy(confusion), macro_f1(confusion),
+        )  # fmt: skip
         results.append(result)
         if on_epoch is not None and on_epoch(result):
             break

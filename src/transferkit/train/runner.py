@@ -79,10 +79,10 @@ def train_run(
     session = open_session(config, run_dir, resume, start)
     data = prepare_data(config, session, train_source, val_source)
     run_model = setup_model(config, strategy, session, data)
+    settings = step_settings(config, strategy, session, run_model, data)
     phases = strategy.phases(config)
     meta, plan = write_run_files(config, session, data, run_model, phases[0])
     tracker, history = setup_tracker(config, session, data, run_model.model, meta)
-    settings = step_settings(config, strategy, session, run_model)
 
     runner = run_phases(config, session, data, run_model, settings, tracker, phases)
 
@@ -95,6 +95,8 @@ def train_run(
     summary = {
         "best_val_acc": result.best_val_acc,
         "best_epoch": result.best_epoch,
+        "select_by": config.select_by,
+        "best_val_score": tracker.best_score,
         "seconds": result.seconds,
         "trainable_params": result.trainable_params,
         "frozen_params": result.frozen_params,

@@ -27,6 +27,7 @@ from transferkit.train._resume import ResumePoint, config_changes, read_resume_p
 from transferkit.train._tracker import Tracker
 from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.distributed import DistContext, init_distributed
+from transferkit.train.imbalance import balanced_class_weights
 from transferkit.train.loop import EpochResult, StepSettings
 from transferkit.train.precision import MixedPrecision
 from transferkit.train.rundir import RunDir
@@ -187,15 +188,22 @@ def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data:
     return RunModel(model, built, pre)
 
 
-def step_settings(config: TrainConfig, strategy: Strategy, session: Session, run_model: RunModel) -> StepSettings:
-    """How every step trains: the loss, the processes, precision, and whether BatchNorm keeps its statistics."""
+def step_settings(
+    config: TrainConfig, strategy: Strategy, session: Session, run_model: RunModel, data: RunData | None = None
+) -> StepSettings:
+    """How every step trains: the loss, the processes, precision, and whether BatchNorm keeps its statistics.
+
+    With ``class_weights: balanced`` the loss weighs each class by its share of `data`'s training images.
+    """
     # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not. Decided from the
     # config and registry, not from the loaded weights: a resumed run is built without loading pretrained weights.
     spec = run_model.built.spec
     has_pretrained = strategy.pretrained and (config.weights is not None or spec.weights is not None)
     return StepSettings(
         device=session.device,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        loss_fn=nn.CrossEntropyLoss(
+            weight=_class_weights(config, data, session.device), label_smoothing=config.label_smoothing
+        ),
         dist=session.dist,
         amp=session.amp,
         keep_bn_stats=config.bn_stats == "frozen" and has_pretrained,
@@ -245,7 +253,14 @@ def setup_tracker(
 ) -> tuple[Tracker, list[EpochResult]]:
     """The tracker (metrics, best and last checkpoints, early stopping) and, after a resume, the epochs so far."""
     tracker = Tracker(
-        session.run, model, meta, config.patience, data.identity, dist=session.dist, kernels=session.kernels
+        session.run,
+        model,
+        meta,
+        config.patience,
+        data.identity,
+        dist=session.dist,
+        kernels=session.kernels,
+        select_by=config.select_by,
     )
     point = session.point
     if point is None:
@@ -262,6 +277,14 @@ def setup_tracker(
         f"resuming from {point.stem.name}: epoch {point.state['epoch']}, step {point.state['progress']['step']}"
     )
     return tracker, history
+
+
+def _class_weights(config: TrainConfig, data: RunData | None, device: torch.device) -> torch.Tensor | None:
+    if config.class_weights == "none":
+        return None
+    if data is None:
+        raise ValueError("class_weights balanced needs the training data to count the classes")
+    return balanced_class_weights(data.train.labels, len(data.classes)).to(device)
 
 
 def _load_weights(model: nn.Module, point: ResumePoint) -> None:
