@@ -31,9 +31,7 @@ def evaluate_and_save(
     run = load_run(run_dir)
     if list(source.classes) != run.classes:
         raise ValueError(f"{source.name}: classes {source.classes} differ from the run's classes {run.classes}")
-    # Depthwise convolutions run ~1.5x faster in channels-last layout on CPU; the figures are the same.
-    run.model.to(memory_format=torch.channels_last)
-    logits, labels = run_logits(run, source, batch_size=128, device=device)
+    logits, labels = run_logits(run, source, device=device, what=Path(out_dir).name)
     probs = logits.softmax(1)
     confidence, predicted = probs.max(1)
     metrics = classification_metrics(labels.numpy(), predicted.numpy(), run.classes)

@@ -18,7 +18,7 @@ from transferkit.data.sources import ImageSource
 from transferkit.engines import feature_runner
 from transferkit.train._interrupt import stop_if_requested
 
-__all__ = ["cached_features", "extract_features", "extract_source_features", "extractor_key"]
+__all__ = ["batch_of", "cached_features", "extract_features", "extract_source_features", "extractor_key"]
 
 
 @torch.inference_mode()
@@ -146,6 +146,11 @@ def cached_features(
         )
 
     return cache.features(source, extractor_key(model, backbone, pre), extract, what)
+
+
+def batch_of(source: ImageSource, pre: Preprocessing, rows: range) -> torch.Tensor:
+    """Images `rows` of `source` preprocessed for evaluation, one float32 NCHW batch, as the feature path makes it."""
+    return _BatchMaker(source, pre)(rows)
 
 
 class _BatchMaker:
