@@ -10,7 +10,7 @@ from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, from_folder
 from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
 from transferkit.train.distributed import init_distributed
-from transferkit.train.rundir import RunDir, new_run_dir
+from transferkit.train.rundir import RunDir, new_run_dir, remove_unstarted
 from transferkit.train.runner import RunResult, train_run
 
 __all__ = ["Finetuner"]
@@ -73,15 +73,22 @@ class Finetuner:
         """
         dist = init_distributed(self.config.device)
         path = Path(run_dir) if run_dir else None
+        created = path is None
         if path is None and dist.is_main:
             path = new_run_dir(out, name or _default_name(self.train, self.config))
         path = dist.broadcast(path)  # one numbered directory, chosen by rank 0
-        config = self.config
-        if config.strategy == "auto":  # measure the data first, then train the advised plan (advice.json)
-            from transferkit.advise.auto import resolve_auto
+        try:
+            config = self.config
+            if config.strategy == "auto":  # measure the data first, then train the advised plan (advice.json)
+                from transferkit.advise.auto import resolve_auto
 
-            config = resolve_auto(config, self.train, path, resume=resume)
-        self.result = train_run(config, self.train, self.val, run_dir=path, resume=resume)
+                config = resolve_auto(config, self.train, path, resume=resume)
+            self.result = train_run(config, self.train, self.val, run_dir=path, resume=resume)
+        except BaseException:
+            # A start that failed in its setup leaves no folder for `--resume auto` to mistake for the newest run.
+            if created and dist.is_main:
+                remove_unstarted(path)
+            raise
         if self.test is not None and dist.is_main:
             self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
             RunDir(path).update_summary(test_acc=self.test_metrics.accuracy)

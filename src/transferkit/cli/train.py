@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="RUN",
         help="continue an interrupted run exactly: its run directory (or the --out folder holding only it), or "
-        "'auto' for the newest run under --out with this name (a new run if there is none); its settings apply "
-        "unless given here",
+        "'auto' for the newest run under --out with this name that has a saved state (a new run if there is "
+        "none); its settings apply unless given here",
     )
     parser.add_argument(
         "--backbone-file",

@@ -8,11 +8,21 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 from transferkit import _json as finite_json
 
-__all__ = ["RunDir", "RunDirLockedError", "latest_run_dir", "new_run_dir", "resume_dir", "run_dir_name"]
+__all__ = [
+    "RunDir",
+    "RunDirLockedError",
+    "has_training_state",
+    "latest_run_dir",
+    "new_run_dir",
+    "remove_unstarted",
+    "resume_dir",
+    "run_dir_name",
+]
 
 LOCK_FILE = ".lock"
 
@@ -55,12 +65,38 @@ def latest_run_dir(root: str | Path, name: str) -> Path | None:
     return runs[max(runs)] if runs else None
 
 
+def has_training_state(path: Path) -> bool:
+    """Whether the run folder holds a training state a resume can start from (`last` or `last.prev`)."""
+    return any(path.glob("last*.state.pt"))
+
+
+# What only a run that trained leaves behind: a folder without any of these never got past its setup.
+_TRAINED = ("*.state.pt", "*.safetensors", "metrics.jsonl", "summary.json")
+
+
+def remove_unstarted(path: Path) -> bool:
+    """Remove the run folder `path` if its run never started training (no state, checkpoint or metrics).
+
+    A start that fails in its setup (a bad ``--weights`` file, a split error) would otherwise leave a folder that
+    looks like the newest run and hides the resumable one from ``--resume auto``.
+
+    Returns:
+        Whether the folder was removed.
+    """
+    if not path.is_dir() or any(next(path.glob(pattern), None) for pattern in _TRAINED):
+        return False
+    RunDir(path).unlock()
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
 def resume_dir(spec: str | Path, root: str | Path, name: str) -> Path | None:
     """The run directory `--resume spec` means, or None to start a new run.
 
     Args:
-        spec: A run directory, or ``auto`` for the highest-numbered ``root/name-NNN``; when that has no
-            saved state yet (or there is none), a new run is started.
+        spec: A run directory, or ``auto`` for the highest-numbered ``root/name-NNN`` that has a saved training
+            state (newer folders without one, left by runs that never got to save, are passed over with a
+            note); when there is none, a new run is started.
         root: The folder of run directories (``--out``).
         name: The run name.
 
@@ -70,12 +106,21 @@ def resume_dir(spec: str | Path, root: str | Path, name: str) -> Path | None:
     from transferkit._console import console
 
     if str(spec) == "auto":
-        path = latest_run_dir(root, name)
-        if path is None or not any(path.glob("last*.state.pt")):
-            where = f"{path} has no saved training state" if path else f"no run named {run_dir_name(name)} in {root}"
-            console.print(f"--resume auto: {where}; starting a new run")
-            return None
-        return path
+        runs, found, newer = _numbered(Path(root), run_dir_name(name)), None, []
+        for number in sorted(runs, reverse=True):
+            if has_training_state(runs[number]):
+                found = runs[number]
+                break
+            newer.append(runs[number].name)
+        without = f" ({', '.join(newer)} without one)" if newer else ""
+        if found is None:
+            console.print(
+                f"--resume auto: no run named {run_dir_name(name)} in {root} has a saved training state{without}; "
+                "starting a new run"
+            )
+        elif newer:
+            console.print(f"--resume auto: resuming {found}, the newest with a saved training state{without}")
+        return found
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(f"--resume {spec}: run directory not found")
