@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit._console import console
+from transferkit._console import console, results
 from transferkit.comparison import CompareResult, StrategyRun, StrategySummary, seconds_to_target
 from transferkit.config import TrainConfig
 from transferkit.data import DataError, ImageSource, stratified_folds, stratified_split
@@ -108,7 +108,7 @@ def run_compare(
     result.save()
     from transferkit.report import summary_table
 
-    console.print(summary_table(result))
+    results.print(summary_table(result))  # the comparison's result: stdout, as `transferkit runs` prints
     for s in result.summaries:
         if s.error:
             console.print(f"[red]{s.strategy} failed:[/red] {s.error}", highlight=False, markup=True)

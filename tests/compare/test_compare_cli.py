@@ -20,9 +20,10 @@ def test_compare_and_report_commands(tmp_path, capsys):
     code = main(["compare", str(data), "--strategies", "linear-probe,full", *args, "--out", str(tmp_path / "runs")])
     out, err = capsys.readouterr()
     assert code == 0
-    assert "trainable params" in err and "best val acc" in err  # training reports on stderr
-    assert "linear-probe" in out + err and "full" in out + err  # the summary table
+    assert "; trainable " in err and "best val acc" in err  # training reports on stderr
     compare_dir = tmp_path / "runs" / "pets-compare-001"
+    table = out[out.index("tiny_resnet: pets-compare-001") :]  # the summary table is the result: stdout, short name
+    assert "linear-probe" in table and "full" in table and "test acc" not in table and str(tmp_path) not in table
     assert (compare_dir / "compare.json").is_file()
     assert (compare_dir / "linear-probe" / "val" / "metrics.json").is_file()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,7 +18,8 @@ def summary_table(result: CompareResult) -> Table:
     from rich.table import Table
 
     headers, rows, caption = table_rows(result)
-    table = Table(title=f"{result.info.get('backbone', '')}: {result.compare_dir}", caption=caption)
+    # Named as `transferkit runs` and the folder listing name it; the full path is in the line that began it.
+    table = Table(title=f"{result.info.get('backbone', '')}: {Path(result.compare_dir).name}", caption=caption)
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i == 0 else "right")
     for row in rows:
