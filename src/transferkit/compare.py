@@ -180,7 +180,7 @@ def _train_one(
     fold: int | None,
 ) -> StrategyRun:
     from transferkit.report import evaluate_and_save
-    from transferkit.report.plots import plot_curves
+    from transferkit.report.plots import plot_curves, plot_run_lr_find
 
     run = StrategyRun(config.strategy, sub.as_posix(), fold)
     path = compare_dir / sub
@@ -198,6 +198,7 @@ def _train_one(
         )
         run.train_seconds = trained.seconds
         plot_curves({config.strategy: RunDir(path).metrics()}, path / "curves.png", title=str(sub))
+        plot_run_lr_find(path)  # the range test's curve, when --lr auto ran one
         run.eval_split = "test" if test is not None else "val"
         metrics = evaluate_and_save(
             path, test if test is not None else val, path / run.eval_split, resolve_device(config.device), _EXAMPLES

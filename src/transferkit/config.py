@@ -15,6 +15,7 @@ from transferkit.strategies import DEFAULT_STRATEGY, get_strategy, strategy_name
 
 __all__ = [
     "AUGMENTATIONS",
+    "AUTO_LR",
     "BN_STATS",
     "CLASS_WEIGHTS",
     "LARGE_DATA",
@@ -41,6 +42,8 @@ SELECT_BY = ("accuracy", "balanced-accuracy", "macro-f1")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
+AUTO_LR = "auto"
+"""`TrainConfig.lr` value that asks for the learning-rate range test's suggestion."""
 # Training images from which `recipe: auto` fine-tunes with the large-data recipe.
 LARGE_DATA = 10_000
 RECIPES = {
@@ -106,7 +109,10 @@ class TrainConfig:
     optimizer: str = "adamw"
     """adamw or sgd (momentum 0.9, nesterov)."""
     lr: float | None = None
-    """Learning rate of pretrained layers; default 1e-4 (AdamW) or 5e-3 (SGD). The new head gets x head_lr_mult."""
+    """Learning rate of pretrained layers; default 1e-4 (AdamW) or 5e-3 (SGD). The new head gets x head_lr_mult.
+    auto: run the learning-rate range test first (as `transferkit lr-find`) and train at its suggestion."""
+    lr_find_steps: int = 100
+    """lr-find and lr auto: at most this many steps of the range test (on small data about 3 epochs, at least 30)."""
     head_lr_mult: float = 10.0
     """The new head learns this many times faster than pretrained layers (not in lp-ft's fine-tune phase, whose
     head the probe has trained already)."""
@@ -209,6 +215,8 @@ class TrainConfig:
         from transferkit._field_types import FieldTypeError, checked_value
 
         for f in fields(self):  # first the types: `epochs: true` must not pass as 1, nor `ten` reach a comparison
+            if f.name == "lr" and self.lr == AUTO_LR:
+                continue  # the one word the number field takes: the range test decides it (`train.lr_find`)
             try:
                 setattr(self, f.name, checked_value(f.name, f.type, getattr(self, f.name)))
             except FieldTypeError as exc:
@@ -244,7 +252,8 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr is None or self.lr > 0, "lr must be positive"),
+            (self.lr is None or self.lr == AUTO_LR or self.lr > 0, "lr must be positive (or auto)"),
+            (self.lr_find_steps >= 3, "lr_find_steps must be at least 3"),
             (self.head_lr_mult > 0 and self.scratch_lr_mult > 0, "learning-rate multipliers must be positive"),
             (0 < self.val_fraction < 1, "val_fraction must be between 0 and 1"),
             (self.head_l2 >= 0, "head_l2 must be 0 or more"),
@@ -274,6 +283,8 @@ class TrainConfig:
         return replace(self, **values) if values else self
 
     def resolved_lr(self) -> float:
+        if self.lr == AUTO_LR:
+            raise ConfigError("lr auto is decided by the range test before training (train_run runs it first)")
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
     def resolved_lp_epochs(self) -> int:

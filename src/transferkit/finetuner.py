@@ -89,6 +89,10 @@ class Finetuner:
             if created and dist.is_main:
                 remove_unstarted(path)
             raise
+        if dist.is_main:
+            from transferkit.report.plots import plot_run_lr_find
+
+            plot_run_lr_find(path)  # the range test's curve, when --lr auto ran one
         if self.test is not None and dist.is_main:
             self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
             RunDir(path).update_summary(test_acc=self.test_metrics.accuracy)

@@ -11,13 +11,25 @@ import argparse
 import os
 import sys
 
-from transferkit.cli import advise, backbones, check, compare, evaluate, export, predict, report, runs, train
+from transferkit.cli import (
+    advise,
+    backbones,
+    check,
+    compare,
+    evaluate,
+    export,
+    lr_find,
+    predict,
+    report,
+    runs,
+    train,
+)
 
 __all__ = ["build_parser", "main"]
 
 _QUIET_HELP = "say nothing on stderr but errors (no progress, epoch lines, warnings); results still go to stdout"
 
-_COMMANDS = [backbones, advise, train, evaluate, predict, export, compare, report, runs, check]
+_COMMANDS = [backbones, advise, lr_find, train, evaluate, predict, export, compare, report, runs, check]
 
 
 def build_parser() -> argparse.ArgumentParser:

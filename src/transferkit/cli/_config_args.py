@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, fields
 
-from transferkit.config import TrainConfig, field_help
+from transferkit.config import AUTO_LR, TrainConfig, field_help
 from transferkit.strategies import strategy_names
 
 __all__ = ["add_config_arguments", "config_from_args"]
+
+
+def _lr(text: str) -> float | str:
+    """--lr: a number, or auto (the range test decides)."""
+    if text.strip().lower() == AUTO_LR:
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO_LR}, got {text!r}") from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -27,6 +37,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             group.add_argument(flag, dest=f.name, choices=[*strategy_names(), "auto"], default=None, help=help_text)
         elif f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "lr":
+            group.add_argument(flag, dest=f.name, type=_lr, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
             group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)

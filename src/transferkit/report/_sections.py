@@ -29,6 +29,7 @@ __all__ = [
     "examples_section",
     "img",
     "load_section",
+    "lr_find_section",
     "summary_section",
 ]
 
@@ -123,6 +124,32 @@ def _redraw_curves(result: CompareResult, name: str) -> None:
     histories = {k: v for k, v in histories.items() if v}
     if histories:
         plot_curves(histories, result.compare_dir / name)
+
+
+def lr_find_section(result: CompareResult) -> str:
+    """The learning-rate range test of every run trained with ``--lr auto`` (nothing when none was)."""
+    parts = []
+    for run in result.runs:
+        folder = result.compare_dir / run.run_dir
+        if run.status != "ok" or not (folder / "lr_find.json").is_file():
+            continue
+        found = json.loads((folder / "lr_find.json").read_text())
+        png = folder / "lr_find.png"
+        if not png.is_file():
+            from transferkit.report.plots import plot_lr_find
+
+            plot_lr_find(found, png)
+        fold = f", fold {run.fold}" if run.fold else ""
+        caption = (
+            f"{run.strategy}{fold}: training loss against --lr over {len(found['lrs'])} steps "
+            f"({found.get('stopped', '')}); trained at the suggested {found['suggestion']:.2e} ({found['rule']} rule)"
+        )
+        parts.append(
+            f"<figure>{img(png, f'lr-find {run.strategy}')}<figcaption>{escape(caption)}</figcaption></figure>"
+        )
+    if not parts:
+        return ""
+    return '<h2 id="lr-find">Learning-rate range test</h2>' + "".join(parts)
 
 
 def confusion_section(result: CompareResult) -> str:

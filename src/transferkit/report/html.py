@@ -91,6 +91,7 @@ def render_report(result) -> str:
         for section in (
             sections.summary_section,
             sections.curves_section,
+            sections.lr_find_section,
             sections.confusion_section,
             sections.examples_section,
             sections.load_section,

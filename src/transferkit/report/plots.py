@@ -1,11 +1,11 @@
-"""Figures: training curves and confusion matrices (matplotlib imported only when drawing)."""
+"""Figures: training curves, confusion matrices, the learning-rate range test (matplotlib imported lazily)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["plot_confusion", "plot_curves"]
+__all__ = ["plot_confusion", "plot_curves", "plot_lr_find", "plot_run_lr_find"]
 
 
 def _pyplot():
@@ -87,3 +87,40 @@ def plot_confusion(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_lr_find(found: Mapping, path: str | Path) -> Path:
+    """Loss against ``--lr`` (log scale) of a range test (`LrFindResult.to_dict()`), the suggestion marked on it."""
+    plt = _pyplot()
+    lrs, losses, smoothed = found["lrs"], found["losses"], found["smoothed"]
+    index = lrs.index(found["suggestion"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(lrs, losses, color="C0", alpha=0.3, lw=1, label="loss of each batch")
+    ax.plot(lrs, smoothed, color="C0", lw=2, label="smoothed")
+    ax.plot(
+        [lrs[index]], [smoothed[index]], "o", color="C3", ms=8,
+        label=f"suggested --lr {lrs[index]:.2e} ({found['rule']})",
+    )  # fmt: skip
+    heads = {k: v for k, v in found.get("group_multipliers", {}).items() if k.startswith("head")}
+    mult = f"; the head at x{next(iter(heads.values())):g}" if heads else ""
+    ax.set(xscale="log", xlabel=f"--lr (pretrained layers{mult})", ylabel="training loss")
+    ax.set_title(f"learning-rate range test ({found.get('phase', '')}): {found.get('stopped', '')}", fontsize=10)
+    # Single batches spike far above the smoothed curve near divergence; the curve is what the rule reads.
+    ax.set_ylim(bottom=0.9 * min(smoothed), top=min(max(losses), 1.25 * max(smoothed)))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run_lr_find(run_dir: str | Path) -> Path | None:
+    """Draw ``lr_find.png`` of a run trained with ``--lr auto`` from its ``lr_find.json`` (None: the run has none)."""
+    import json
+
+    source = Path(run_dir) / "lr_find.json"
+    if not source.is_file():
+        return None
+    return plot_lr_find(json.loads(source.read_text()), source.with_suffix(".png"))

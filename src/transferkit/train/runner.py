@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from transferkit._console import console
-from transferkit.config import TrainConfig, parse_duration
+from transferkit.config import AUTO_LR, TrainConfig, parse_duration
 from transferkit.data import ImageSource
-from transferkit.strategies import Phase, get_strategy
+from transferkit.strategies import Phase, Strategy, get_strategy
 from transferkit.train._budget import TimeBudget
 from transferkit.train._phases import PhaseRunner
 from transferkit.train._tracker import Tracker, catch_interrupts
 from transferkit.train.loop import EpochResult, StepSettings
+from transferkit.train.lr_find import LrFindError, range_test
 from transferkit.train.setup import (
     RunData,
     RunModel,
@@ -35,7 +36,7 @@ from transferkit.train.setup import (
     write_run_files,
 )
 
-__all__ = ["RunResult", "resolve_device", "run_phases", "seed_everything", "train_run"]
+__all__ = ["RunResult", "auto_lr", "resolve_device", "run_phases", "seed_everything", "train_run"]
 
 
 @dataclass
@@ -80,6 +81,8 @@ def train_run(
     data = prepare_data(config, session, train_source, val_source)
     run_model = setup_model(config, strategy, session, data)
     settings = step_settings(config, strategy, session, run_model, data)
+    if config.lr == AUTO_LR:
+        config = auto_lr(config, strategy, session, data, run_model, settings)
     phases = strategy.phases(config)
     meta, plan = write_run_files(config, session, data, run_model, phases[0])
     tracker, history = setup_tracker(config, session, data, run_model.model, meta)
@@ -115,6 +118,34 @@ def train_run(
         f"best val acc {100 * tracker.best_acc:.2f}% at epoch {tracker.best_epoch}; run saved to {session.run.path}"
     )
     return result
+
+
+def auto_lr(
+    config: TrainConfig,
+    strategy: Strategy,
+    session: Session,
+    data: RunData,
+    run_model: RunModel,
+    settings: StepSettings,
+) -> TrainConfig:
+    """`config` with ``lr: auto`` replaced by the range test's suggestion, saved as ``lr_find.json`` in the run.
+
+    A resumed run takes the rate its interrupted part chose; a strategy without a learning rate (an L-BFGS probe)
+    takes the default.
+    """
+    if session.point is not None:
+        saved = session.point.meta["config"].get("lr")
+        return replace(config, lr=saved if saved != AUTO_LR else None)
+    try:
+        found = range_test(config, strategy, data, run_model, settings, kernels=session.kernels)
+    except LrFindError as exc:
+        console.print(f"lr auto: {exc}; training with the default rate")
+        return replace(config, lr=None)
+    lr = float(session.dist.broadcast(found.suggestion))  # every process trains at rank 0's rate
+    if session.dist.is_main:
+        session.run.write_json("lr_find.json", found.to_dict())
+    console.print(f"lr auto: training with --lr {lr:.2e} (saved in config.yaml; the curve in lr_find.json)")
+    return replace(config, lr=lr)
 
 
 def run_phases(
