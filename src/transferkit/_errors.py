@@ -6,6 +6,7 @@ from transferkit.config import ConfigError
 from transferkit.data import DataError
 from transferkit.models import UnknownBackboneError, WeightFileError, WeightLoadError
 from transferkit.train.checkpoint import CheckpointError
+from transferkit.train.memory import NotEnoughMemoryError
 from transferkit.train.rundir import RunDirLockedError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -16,6 +17,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     WeightLoadError,
     CheckpointError,
     RunDirLockedError,
+    NotEnoughMemoryError,
     FileNotFoundError,
     ValueError,
 )

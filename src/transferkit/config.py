@@ -19,6 +19,7 @@ __all__ = [
     "BN_STATS",
     "CLASS_WEIGHTS",
     "LARGE_DATA",
+    "MAX_IMAGE_SIZE",
     "OPTIMIZERS",
     "PRECISIONS",
     "RECIPES",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adamw", "sgd")
+MAX_IMAGE_SIZE = 2048
+"""The largest --image-size: 4x what pretrained backbones are trained at; a run above it is surely a typo."""
 HEAD_SOLVERS = ("lbfgs", "minibatch")
 ENGINES = ("torch", "onnxruntime", "mnn", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -139,7 +142,8 @@ class TrainConfig:
     Fashion-MNIST with 100 images per class (full 82.6% vs 77.4%, lp-ft 81.7% vs 74.7%)."""
     # --- data and augmentation ---
     image_size: int | None = None
-    """Input size in pixels; default: the backbone's size, or ~3.5x the side of small source images."""
+    """Input size in pixels (16 to 2048); default: the backbone's size, or ~3.5x the side of small source images. A run
+    whose training step cannot fit in the memory available is refused before it starts, with the estimate."""
     crop_pct: float = 1.0
     """Evaluation crop: resize the short side to size/crop_pct, then centre-crop (1.0 keeps the whole image)."""
     augment: bool = True
@@ -261,7 +265,11 @@ class TrainConfig:
             (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
             (self.prefix_cache_mb >= 0, "prefix_cache_mb must be 0 or more"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
-            (self.image_size is None or self.image_size >= 16, "image_size must be at least 16"),
+            (
+                self.image_size is None or 16 <= self.image_size <= MAX_IMAGE_SIZE,
+                f"image_size must be between 16 and {MAX_IMAGE_SIZE} pixels (got {self.image_size}): pretrained "
+                "backbones are trained at 224 to 600, and a training step at 4096 px takes tens of GB per image",
+            ),
             (self.lp_epochs is None or 1 <= self.lp_epochs < self.epochs, "lp_epochs must be in [1, epochs)"),
             (0 <= self.max_bad_fraction <= 1, "max_bad_fraction must be in [0, 1]"),
             (self.max_bad_steps >= 1, "max_bad_steps must be at least 1"),

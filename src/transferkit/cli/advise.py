@@ -6,6 +6,7 @@ import argparse
 import json
 
 from transferkit.cli._data_args import add_data_arguments, load_sources
+from transferkit.config import MAX_IMAGE_SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sample_images < 2:
         raise ValueError("--sample-images must be at least 2")
-    if args.image_size is not None and args.image_size < 16:
-        raise ValueError("--image-size must be at least 16")
+    if args.image_size is not None and not 16 <= args.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--image-size must be between 16 and {MAX_IMAGE_SIZE}")
     source = load_sources(args, args.seed).train
     common = {"sample_images": args.sample_images, "image_size": args.image_size, "seed": args.seed}
     ranking = None

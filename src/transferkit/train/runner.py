@@ -26,6 +26,7 @@ from transferkit.train.setup import (
     RunData,
     RunModel,
     Session,
+    check_fits,
     open_session,
     prepare_data,
     resolve_device,
@@ -84,6 +85,7 @@ def train_run(
     if config.lr == AUTO_LR:
         config = auto_lr(config, strategy, session, data, run_model, settings)
     phases = strategy.phases(config)
+    check_fits(config, session, run_model, phases)
     meta, plan = write_run_files(config, session, data, run_model, phases[0])
     tracker, history = setup_tracker(config, session, data, run_model.model, meta)
 

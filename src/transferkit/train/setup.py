@@ -29,6 +29,7 @@ from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.distributed import DistContext, init_distributed
 from transferkit.train.imbalance import balanced_class_weights
 from transferkit.train.loop import EpochResult, StepSettings
+from transferkit.train.memory import check_memory, estimate_memory
 from transferkit.train.precision import MixedPrecision
 from transferkit.train.rundir import RunDir
 
@@ -36,6 +37,7 @@ __all__ = [
     "RunData",
     "RunModel",
     "Session",
+    "check_fits",
     "open_session",
     "prepare_data",
     "resolve_device",
@@ -186,6 +188,15 @@ def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data:
         _load_weights(model, point)
         pre = Preprocessing.from_dict(point.meta["preprocessing"])
     return RunModel(model, built, pre)
+
+
+def check_fits(config: TrainConfig, session: Session, run_model: RunModel, phases: list[Phase]) -> None:
+    """Refuse a run whose training steps cannot fit in memory, before the images are decoded or a step is taken."""
+    size = run_model.preprocessing.image_size
+    trains_backbone = any(not phase.probe or not config.feature_cache for phase in phases)
+    batch = max(1, config.batch_size // session.dist.world_size)  # each process holds its share of the batch
+    estimate = estimate_memory(run_model.model, size, batch, trains_backbone=trains_backbone)
+    check_memory(estimate, session.device, size)
 
 
 def step_settings(
