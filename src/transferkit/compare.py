@@ -14,6 +14,7 @@ A strategy that raises is recorded as failed (its traceback in ``error.txt``) an
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Sequence
@@ -104,11 +105,14 @@ def run_compare(
         _plot_fold(compare_dir, fold_runs, "curves.png" if not fold else f"curves-fold-{fold}.png", title)
 
     result.summaries = [_summarise(s, [r for r in result.runs if r.strategy == s]) for s in strategies]
-    result.best_strategy = _best(result.summaries, test is not None)
+    result.best_strategy = _best(result.summaries)
     result.save()
     from transferkit.report import summary_table
 
     results.print(summary_table(result))  # the comparison's result: stdout, as `transferkit runs` prints
+    gain = result.transfer_gain_text()
+    if gain:
+        results.print(gain)
     for s in result.summaries:
         if s.error:
             console.print(f"[red]{s.strategy} failed:[/red] {s.error}", highlight=False, markup=True)
@@ -179,6 +183,7 @@ def _train_one(
     sub: Path,
     fold: int | None,
 ) -> StrategyRun:
+    from transferkit.evaluate import evaluate_run
     from transferkit.report import evaluate_and_save
     from transferkit.report.plots import plot_curves, plot_run_lr_find
 
@@ -197,12 +202,17 @@ def _train_one(
             trained.best_epoch,
         )
         run.train_seconds = trained.seconds
-        plot_curves({config.strategy: RunDir(path).metrics()}, path / "curves.png", title=str(sub))
-        plot_run_lr_find(path)  # the range test's curve, when --lr auto ran one
         run.eval_split = "test" if test is not None else "val"
-        metrics = evaluate_and_save(
-            path, test if test is not None else val, path / run.eval_split, resolve_device(config.device), _EXAMPLES
-        )
+        scored = test if test is not None else val
+        if get_strategy(config.strategy).classical:
+            run.classical = True
+            run.model = json.loads((path / "summary.json").read_text()).get("baseline")
+            metrics, _ = evaluate_run(path, scored, out_dir=path / run.eval_split)
+        else:
+            plot_curves({config.strategy: RunDir(path).metrics()}, path / "curves.png", title=str(sub))
+            plot_run_lr_find(path)  # the range test's curve, when --lr auto ran one
+            device = resolve_device(config.device)
+            metrics = evaluate_and_save(path, scored, path / run.eval_split, device, _EXAMPLES)
         run.eval_acc = metrics.accuracy
         run.eval_balanced_acc, run.eval_macro_f1 = metrics.balanced_accuracy, metrics.macro_f1
         if test is not None:
@@ -219,7 +229,7 @@ def _train_one(
 
 
 def _time_to_target(compare_dir: Path, runs: list[StrategyRun], targets: dict[str, float], key: str) -> None:
-    done = [r for r in runs if r.status == "ok"]
+    done = [r for r in runs if r.status == "ok" and not r.classical]  # a baseline has no epochs to time
     if not done:
         return
     target = min(r.best_val_acc for r in done)
@@ -231,7 +241,9 @@ def _time_to_target(compare_dir: Path, runs: list[StrategyRun], targets: dict[st
 def _plot_fold(compare_dir: Path, runs: list[StrategyRun], name: str, title: str) -> None:
     from transferkit.report.plots import plot_curves
 
-    histories = {r.strategy: RunDir(compare_dir / r.run_dir).metrics() for r in runs if r.status == "ok"}
+    histories = {
+        r.strategy: RunDir(compare_dir / r.run_dir).metrics() for r in runs if r.status == "ok" and not r.classical
+    }
     if histories:
         plot_curves(histories, compare_dir / name, title=title)
 
@@ -246,6 +258,8 @@ def _summarise(strategy: str, runs: list[StrategyRun]) -> StrategySummary:
         return summary
     several = len(runs) > 1
     summary.trainable_params = done[0].trainable_params
+    summary.classical = done[0].classical
+    summary.model = done[0].model
     val = [r.best_val_acc for r in done]
     summary.val_acc_mean, summary.val_acc_std = float(np.mean(val)), float(np.std(val)) if several else None
     test = [r.test_acc for r in done if r.test_acc is not None]
@@ -257,8 +271,9 @@ def _summarise(strategy: str, runs: list[StrategyRun]) -> StrategySummary:
     return summary
 
 
-def _best(summaries: list[StrategySummary], has_test: bool) -> str | None:
-    scored = [(s.test_acc_mean if has_test else s.val_acc_mean, s.strategy) for s in summaries if s.runs]
+def _best(summaries: list[StrategySummary]) -> str | None:
+    """The strategy with the best validation accuracy: a model is never chosen by its test score."""
+    scored = [(s.val_acc_mean, s.strategy) for s in summaries if s.runs and not s.classical]
     scored = [(score, name) for score, name in scored if score is not None]
     return max(scored, key=lambda item: item[0])[1] if scored else None
 

@@ -38,6 +38,10 @@ class StrategyRun:
     """Training, evaluation and figures of this run."""
     seconds_to_target: float | None = None
     """Summed epoch seconds until the validation accuracy first reached the fold's target."""
+    classical: bool = False
+    """A classical baseline (no network trained): not timed to the target, never the best strategy."""
+    model: str | None = None
+    """The classical model validation chose (``features-svm``...)."""
 
 
 @dataclass
@@ -58,6 +62,8 @@ class StrategySummary:
     seconds_to_target: float | None = None
     """Mean over folds; None when a fold never reached its target."""
     error: str | None = None
+    classical: bool = False
+    model: str | None = None
 
 
 @dataclass
@@ -70,7 +76,8 @@ class CompareResult:
         summaries: One per strategy, in the order given.
         targets: Per fold (key ``"1"``... or ``"all"``), the lowest best validation accuracy among the
             strategies that finished: the level every strategy is timed to.
-        best_strategy: Highest mean test accuracy (validation accuracy without a test set).
+        best_strategy: Highest mean validation accuracy among the strategies that train a network (never chosen
+            by test accuracy).
         info: Backbone, config, data summaries and figure files, for the report.
     """
 
@@ -87,6 +94,43 @@ class CompareResult:
 
     def summary(self, strategy: str) -> StrategySummary:
         return next(s for s in self.summaries if s.strategy == strategy)
+
+    def transfer_gain(self) -> dict | None:
+        """The best strategy against the classical baseline, in points of test accuracy (validation without a
+        test set); None without a finished baseline and strategy. Both were chosen on validation."""
+        baseline = next((s for s in self.summaries if s.classical and s.runs), None)
+        if baseline is None or self.best_strategy is None:
+            return None
+        best = self.summary(self.best_strategy)
+        split = "test" if best.test_acc_mean is not None and baseline.test_acc_mean is not None else "val"
+        ours, theirs = (
+            (best.test_acc_mean, baseline.test_acc_mean)
+            if split == "test"
+            else (best.val_acc_mean, baseline.val_acc_mean)
+        )
+        return {
+            "strategy": best.strategy,
+            "strategy_acc": ours,
+            "baseline": baseline.model or baseline.strategy,
+            "baseline_acc": theirs,
+            "points": 100 * (ours - theirs),
+            "split": split,
+        }
+
+    def transfer_gain_text(self) -> str | None:
+        """One sentence: how much transfer bought over the baseline, or plainly that it bought nothing."""
+        gain = self.transfer_gain()
+        if gain is None:
+            return None
+        ours = f"{gain['strategy']} {100 * gain['strategy_acc']:.2f}%"
+        theirs = f"the baseline ({gain['baseline']}) {100 * gain['baseline_acc']:.2f}%"
+        if gain["points"] > 0:
+            points = f"+{gain['points']:.2f} points {gain['split']} accuracy"
+            return f"Transfer gain over the best baseline: {points} ({ours} vs {theirs})."
+        return (
+            f"No transfer gain: {theirs} {gain['split']} accuracy matches or beats the best strategy, {ours} "
+            f"({gain['points']:+.2f} points)."
+        )
 
     def to_dict(self) -> dict:
         return {

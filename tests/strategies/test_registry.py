@@ -40,8 +40,9 @@ def last_layer_strategy():
 
 
 def test_builtin_strategies_are_registered_in_order():
-    assert strategy_names()[:5] == ("linear-probe", "lp-ft", "full", "partial", "scratch")
-    assert compare_defaults() == ("linear-probe", "lp-ft", "full", "scratch")
+    assert strategy_names()[:6] == ("baseline", "linear-probe", "lp-ft", "full", "partial", "scratch")
+    assert compare_defaults() == ("baseline", "linear-probe", "lp-ft", "full", "scratch")
+    assert get_strategy("baseline").classical and not get_strategy("full").classical
     assert not get_strategy("scratch").pretrained and get_strategy("partial").uses_depth
 
 
@@ -82,5 +83,5 @@ def test_a_strategy_defined_in_a_test_shows_in_help_and_trains(last_layer_strate
 
 
 def test_an_unregistered_strategy_is_a_config_error():
-    with pytest.raises(ConfigError, match="choose auto or one of linear-probe"):
+    with pytest.raises(ConfigError, match="choose auto or one of baseline, linear-probe"):
         TrainConfig(strategy="last-stage")

@@ -206,6 +206,8 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         )
     else:
         reasons.append("too few images per class to cross-validate a probe; similarity from LogME alone")
+    if m.pixel_baseline_acc is not None:
+        reasons.append(_baseline_reason(m))
     if stages and len(stages) > 1:
         where = m.stage_names[best_stage] if best_stage < len(m.stage_names) else f"stage {best_stage}"
         if best_stage == len(stages) - 1:
@@ -235,6 +237,20 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         f"{size}-{similarity}", size, similarity, strategy, freeze, lr, _HEAD_LR_MULT, _SCRATCH_LR_MULT,
         epochs, m.image_size, alternatives, reasons, m, **balance,
     )  # fmt: skip
+
+
+def _baseline_reason(m: Measurements) -> str:
+    """What no transfer gets: the raw-pixel SVM against the frozen-feature probe, on the same sample."""
+    pixels = f"a classical RBF-SVM on the raw pixels reaches {100 * m.pixel_baseline_acc:.1f}% (cross-validated)"
+    if m.probe_acc is None:
+        return pixels + ": the bar transfer has to clear"
+    if m.pixel_baseline_acc >= m.probe_acc:
+        return (
+            f"{pixels}, as much as the frozen-feature probe: the frozen features alone buy nothing here; only "
+            "training the backbone can beat the baseline (compare --strategies baseline,... shows whether it does)"
+        )
+    points = 100 * (m.probe_acc - m.pixel_baseline_acc)
+    return f"{pixels}; the frozen features are {points:.1f} points ahead of it before any training"
 
 
 def strategy_for(regime: str) -> Strategy:

@@ -42,6 +42,8 @@ class Measurements:
         logme: LogME of the final pooled features (higher is better; comparable across backbones on one dataset).
         probe_acc: Held-out accuracy of a linear probe (ridge classifier) on the final features, 3-fold cross-validated.
         probe_gain: ``probe_acc`` rescaled so chance is 0 and perfect is 1.
+        pixel_baseline_acc: Cross-validated accuracy of the classical baseline on raw pixels (RBF-SVM, C chosen by
+            inner cross-validation) on the same sample: what no transfer at all gets.
         stage_names: The backbone stages, in forward order (as `partial --freeze K` counts them).
         stage_logme: LogME of each stage's globally average-pooled output; the last is the final features.
         seconds: Wall time of the measurement, model loading included.
@@ -59,6 +61,7 @@ class Measurements:
     logme: float | None = None
     probe_acc: float | None = None
     probe_gain: float | None = None
+    pixel_baseline_acc: float | None = None
     stage_names: list[str] = field(default_factory=list)
     stage_logme: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -151,6 +154,7 @@ def measure(
         if result.probe_acc is not None:
             chance = 1.0 / sizes["n_classes"]
             result.probe_gain = (result.probe_acc - chance) / (1.0 - chance)
+        result.pixel_baseline_acc = _pixel_baseline(sample, seed)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -187,6 +191,17 @@ def _stage_features(
     feats = [torch.cat(pooled[i]).numpy() for i in sorted(pooled)]
     feats.append(torch.cat(finals).numpy())
     return feats, torch.cat(labels).numpy()
+
+
+def _pixel_baseline(sample: ImageSource, seed: int) -> float | None:
+    """Cross-validated accuracy of an RBF-SVM on the sample's raw pixels; None when a class has too few images."""
+    from transferkit.baselines import PixelSpec, fit_classical, pixel_inputs
+
+    counts = np.bincount(sample.labels)
+    if counts[counts > 0].min() < 2:
+        return None
+    fit = fit_classical("pixels", "svm", pixel_inputs(sample, PixelSpec.for_source(sample)), sample.labels, seed=seed)
+    return None if math.isnan(fit.cv_acc) else fit.cv_acc
 
 
 def _probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int) -> float | None:

@@ -28,8 +28,13 @@ def evaluate_run(
     Returns:
         The metrics and the folder the files were written to (``<run>/eval-<source name>`` by default).
     """
+    from transferkit.baselines.run import is_baseline_run
     from transferkit.report.plots import plot_confusion
 
+    if is_baseline_run(run_dir):
+        from transferkit.baselines import evaluate_baseline_run
+
+        return evaluate_baseline_run(run_dir, source, out_dir)
     run = load_run(run_dir, which)
     source = _in_run_classes(run, source)
     logits, labels = run_logits(run, source)

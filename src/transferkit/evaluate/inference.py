@@ -42,6 +42,13 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory not found: {run_dir}")
+    from transferkit.baselines.run import is_baseline_run
+
+    if is_baseline_run(run_dir):
+        raise CheckpointError(
+            f"{run_dir} is a baseline run: it holds a classical scikit-learn model, not a network, so it cannot be "
+            "exported or run by predict; `transferkit evaluate` scores it, and its figures are in baseline.json"
+        )
     stem = run_dir / which
     try:
         meta = read_sidecar(stem)

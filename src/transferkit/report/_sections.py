@@ -61,7 +61,9 @@ def summary_section(result: CompareResult) -> str:
         for r in result.runs
         if r.status != "ok"
     )
-    best = f"<p>Best: <b>{escape(result.best_strategy)}</b>.</p>" if result.best_strategy else ""
+    best = f"<p>Best (on validation): <b>{escape(result.best_strategy)}</b>.</p>" if result.best_strategy else ""
+    gain = result.transfer_gain_text()
+    best += f'<p class="gain"><b>{escape(gain)}</b></p>' if gain else ""
     folds = _fold_table(result) if result.cv else ""
     failed = f'<p class="failed">Failed runs:</p><ul>{errors}</ul>' if errors else ""
     return (

@@ -46,7 +46,8 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]], str]:
         if s.status == "failed":
             rows.append([s.strategy, "failed", *["—"] * (len(headers) - 2), "failed"])
             continue
-        row = [s.strategy, f"{s.trainable_params:,}", _pct(s.val_acc_mean, s.val_acc_std)]
+        name = f"{s.strategy} ({s.model})" if s.model else s.strategy
+        row = [name, f"{s.trainable_params:,}", _pct(s.val_acc_mean, s.val_acc_std)]
         if has_test:
             row.append(_pct(s.test_acc_mean, s.test_acc_std))
         if balanced:

@@ -4,7 +4,7 @@ Importing this package registers the built-in strategies. Adding one: a module h
 decorated with `@register_strategy`, and its import below.
 """
 
-from transferkit.strategies import full, linear_probe, lp_ft, partial, scratch  # noqa: F401  (registration)
+from transferkit.strategies import baseline, full, linear_probe, lp_ft, partial, scratch  # noqa: F401  (registration)
 from transferkit.strategies.base import (
     Freeze,
     Phase,

@@ -71,6 +71,9 @@ class Phase:
     probe: bool = False
     """Only the head trains, on a frozen backbone in eval mode: the features can be extracted once (feature
     cache) and the head solved by L-BFGS."""
+    augmented_views: int = 0
+    """A probe's L-BFGS head is fitted on the clean features and on this many augmented passes over the training
+    images, so that a fine-tune phase after it starts from a head that already fits augmented inputs."""
     prefix_cache: bool = False
     """Without augmentation, the frozen leading layers may run once and the rest train on their output."""
     announce: str | None = None
@@ -105,6 +108,8 @@ class Strategy:
     """Starts from the backbone's pretrained weights (False: random initialisation)."""
     fine_tunes: ClassVar[bool] = True
     """Backbone layers train: the large-data recipe applies, and the advisor plans fine-tuning epochs."""
+    classical: ClassVar[bool] = False
+    """Not a network that trains: classical models fitted by `transferkit.baselines` (no phases, no epochs)."""
     in_compare: ClassVar[bool] = False
     """Run by `transferkit compare` when no ``--strategies`` are given."""
     order: ClassVar[int] = 100

@@ -78,6 +78,8 @@ def train_run(
         raise ValueError("strategy auto is decided from the data first: call transferkit.advise.resolve_auto")
     strategy = get_strategy(config.strategy)
     config = config.with_recipe(len(train_source))  # batch size, augmentation... for this much data
+    if strategy.classical:
+        return _classical_run(config, strategy, train_source, val_source, run_dir, start)
     session = open_session(config, run_dir, resume, start)
     data = prepare_data(config, session, train_source, val_source)
     run_model = setup_model(config, strategy, session, data)
@@ -148,6 +150,15 @@ def auto_lr(
         session.run.write_json("lr_find.json", found.to_dict())
     console.print(f"lr auto: training with --lr {lr:.2e} (saved in config.yaml; the curve in lr_find.json)")
     return replace(config, lr=lr)
+
+
+def _classical_run(config, strategy, train_source, val_source, run_dir, start: float) -> RunResult:
+    """A strategy that fits classical models instead of training a network (`transferkit.baselines`)."""
+    from transferkit.baselines import run_baseline
+
+    outcome = run_baseline(config, strategy, train_source, val_source, run_dir)
+    chosen = outcome.baselines.chosen
+    return RunResult(outcome.run_dir, chosen.val_acc, 0, [], time.perf_counter() - start, outcome.parameters)
 
 
 def run_phases(
