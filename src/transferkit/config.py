@@ -208,6 +208,9 @@ class TrainConfig:
     """Accept a checkpoint that covers too little of the backbone."""
     allow_unsafe_pickle: bool = False
     """Read pickled weight files with full unpickling (only for files you trust)."""
+    allow_data_change: bool = False
+    """Resume a run although its training or validation images differ from the interrupted run's (same classes):
+    the sample order cannot continue and `best` so far was picked on the old validation set."""
     max_bad_fraction: float = 0.05
     """Unreadable images are skipped; above this fraction of the data the run stops instead."""
     max_bad_steps: int = 5

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from rich.markup import escape
+
 from transferkit._console import console
 from transferkit.config import TrainConfig
-from transferkit.data import ImageSource, from_folder
+from transferkit.data import DataError, ImageSource, from_folder
 from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
 from transferkit.train.distributed import init_distributed
 from transferkit.train.rundir import RunDir, new_run_dir, remove_unstarted
@@ -72,6 +74,8 @@ class Finetuner:
         and evaluates the test set.
         """
         dist = init_distributed(self.config.device)
+        # The test set is read before training: an unreadable test image is found now, not after an hour.
+        test, test_skipped = self._screened_test() if self.test is not None and dist.is_main else (self.test, 0)
         path = Path(run_dir) if run_dir else None
         created = path is None
         if path is None and dist.is_main:
@@ -93,11 +97,28 @@ class Finetuner:
             from transferkit.report.plots import plot_run_lr_find
 
             plot_run_lr_find(path)  # the range test's curve, when --lr auto ran one
-        if self.test is not None and dist.is_main:
-            self.test_metrics, _ = evaluate_run(path, self.test, out_dir=path / "test")
-            RunDir(path).update_summary(test_acc=self.test_metrics.accuracy)
-            console.print(f"test accuracy {100 * self.test_metrics.accuracy:.2f}% on {self.test_metrics.n} images")
+        if test is not None and dist.is_main:
+            self.test_metrics, _ = evaluate_run(path, test, out_dir=path / "test", split="test")
+            RunDir(path).update_summary(test_acc=self.test_metrics.accuracy, test_skipped_images=test_skipped)
+            skipped = f" ({test_skipped} unreadable skipped)" if test_skipped else ""
+            console.print(
+                f"test accuracy {100 * self.test_metrics.accuracy:.2f}% on {self.test_metrics.n} images{skipped}"
+            )
         return self.result
+
+    def _screened_test(self) -> tuple[ImageSource, int]:
+        """The readable test images (the others named and skipped, as training does) and how many were skipped."""
+        from transferkit.data.check import screen
+
+        unknown = [c for c in self.test.classes if c not in self.train.classes]
+        if unknown:
+            raise ValueError(f"the test data has classes the training data lacks: {', '.join(unknown)}")
+        test, report = screen(self.test, "test")
+        for path, reason in report.bad_images:
+            console.print(f"[yellow]warning:[/yellow] test: skipping {escape(path)}: {escape(reason)}", highlight=False)
+        if len(test) == 0:
+            raise DataError(f"test data {self.test.name}: none of its {len(self.test)} images can be read")
+        return test, len(report.bad_images)
 
     @property
     def run_dir(self) -> Path:

@@ -24,12 +24,22 @@ from transferkit.data.images import IMAGE_EXTENSIONS, NotRegularFileError, open_
 from transferkit.data.sources import ImageSource
 from transferkit.data.split import stratified_split
 
-__all__ = ["IMBALANCE_WARNING", "CheckReport", "check_sources", "folder_source", "image_problem", "preflight"]
+__all__ = [
+    "IMBALANCE_WARNING",
+    "CheckReport",
+    "check_sources",
+    "content_hash_sets",
+    "folder_source",
+    "image_problem",
+    "preflight",
+    "screen",
+]
 
 IMBALANCE_WARNING = 10.0
 """Largest / smallest class size above which a warning is given."""
 
 _LISTED = 10  # examples named in one warning line; the full list is in the report
+_SHORT = 16  # hex digits of a content hash a run keeps (64 bits: no accidental match among millions of images)
 
 
 @dataclass
@@ -56,6 +66,8 @@ class CheckReport:
     """Pairs of images with the same content (within or across splits)."""
     fingerprints: dict[str, str] = field(default_factory=dict)
     """Per split, a hash of the readable images' contents and labels, in order (did the data change?)."""
+    hashes: dict[str, list[str | None]] = field(default_factory=dict, repr=False)
+    """Per split, each readable image's content hash (sha256 of the file, or of an array's pixels)."""
 
     @property
     def ok(self) -> bool:
@@ -154,6 +166,7 @@ def _check(
         keep = [i for i in range(len(source)) if i not in bad]
         clean[split] = source.subset(keep) if bad else source
         hashes[split] = [digests[i] for i in keep]
+        report.hashes[split] = hashes[split]
         digest = hashlib.sha256(json.dumps([clean[split].classes, hashes[split]]).encode())
         digest.update(clean[split].labels.astype("<i8").tobytes())
         report.fingerprints[split] = digest.hexdigest()
@@ -226,6 +239,37 @@ def check_sources(splits: dict[str, ImageSource], report: CheckReport | None = N
     for path, reason in report.bad_images:
         report.errors.append(f"{path}: {reason}")
     return report
+
+
+def content_hash_sets(report: CheckReport) -> dict[str, list[str]]:
+    """Per split, the sorted short content hashes of its images: what a run keeps to recognise its data later."""
+    return {split: sorted({h[:_SHORT] for h in hashes if h}) for split, hashes in report.hashes.items()}
+
+
+def screen(
+    source: ImageSource, split: str = "test", known: dict[str, list[str] | set[str]] | None = None
+) -> tuple[ImageSource, CheckReport]:
+    """The readable images of `source`, and a report naming the others and any image already in a `known` split.
+
+    Args:
+        split: What `source` is, for the messages.
+        known: Short content hashes by split name (`content_hash_sets` of a run's data): images found in one of
+            them are warned about, as evaluating on them inflates the figures.
+    """
+    report = CheckReport()
+    bad, digests = _scan(source)
+    report.bad_images = [(_name(source, split, i), reason) for i, reason in bad.items()]
+    keep = [i for i in range(len(source)) if i not in bad]
+    for name, hashes in (known or {}).items():
+        hashes = set(hashes)
+        same = [_name(source, split, i) for i in keep if digests[i] and digests[i][:_SHORT] in hashes]
+        if same:
+            listed = ", ".join(same[:_LISTED]) + (f" and {len(same) - _LISTED} more" if len(same) > _LISTED else "")
+            report.warnings.append(
+                f"{len(same)} of {len(keep)} {split} image(s) are also in the run's {name} data (same content), "
+                f"which inflates the {split} figures: {listed}"
+            )
+    return (source.subset(keep) if bad else source), report
 
 
 def folder_source(root: str | Path, report: CheckReport) -> ImageSource | None:

@@ -18,12 +18,23 @@ __all__ = ["evaluate_run", "predict_images"]
 
 
 def evaluate_run(
-    run_dir: str | Path, source: ImageSource, *, which: str = "best", out_dir: str | Path | None = None
+    run_dir: str | Path,
+    source: ImageSource,
+    *,
+    which: str = "best",
+    out_dir: str | Path | None = None,
+    split: str = "evaluation",
 ) -> tuple[ClassificationMetrics, Path]:
     """Evaluate a run's checkpoint on a labelled source; writes metrics JSON and a confusion-matrix PNG.
 
     `source` may hold only some of the run's classes (a test folder with fewer class folders): its labels
     are matched to the run's classes by name, and the per-class figures of the absent ones have no support.
+
+    Unreadable images are named and skipped (metrics.json lists them); images the run trained or validated on
+    (by content, from its ``content_hashes.json``) are warned about.
+
+    Args:
+        split: What `source` is to the user, for the warnings ("test" after training).
 
     Returns:
         The metrics and the folder the files were written to (``<run>/eval-<source name>`` by default).
@@ -37,11 +48,13 @@ def evaluate_run(
         return evaluate_baseline_run(run_dir, source, out_dir)
     run = load_run(run_dir, which)
     source = _in_run_classes(run, source)
+    source, screened = _screened(run, source, split)
     logits, labels = run_logits(run, source)
     metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
     out = Path(out_dir) if out_dir else run.run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"source": source.name, **metrics.to_dict()}, indent=2))
+    record = {"source": source.name, **metrics.to_dict(), **screened}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
     plot_confusion(
         metrics.confusion, run.classes, out / "confusion.png", f"{source.name}: {100 * metrics.accuracy:.2f}%"
     )
@@ -103,6 +116,38 @@ def _predict_readable(run_dir: str | Path | LoadedRun, paths: list[str | Path], 
                 }
             )
     return results
+
+
+def _screened(run: LoadedRun, source: ImageSource, split: str) -> tuple[ImageSource, dict]:
+    """`source` without unreadable images (each named, as training skips them), warning about images the run trained
+    or validated on; returns what metrics.json records of it."""
+    from transferkit.data.check import screen
+
+    hashes = run.run_dir / "content_hashes.json"
+    known = json.loads(hashes.read_text()) if hashes.is_file() else None  # runs of older versions have none
+    known = {{"train": "training", "val": "validation"}.get(k, k): v for k, v in (known or {}).items()}
+    clean, report = screen(source, split, known)
+    for path, reason in report.bad_images:
+        _warn(f"skipping {path}: {reason}")
+    for message in report.warnings:
+        _warn(message)
+    if len(clean) == 0:
+        raise DataError(f"{source.name}: none of its {len(source)} images can be read")
+    if report.bad_images:
+        _warn(
+            f"{len(report.bad_images)} of {len(source)} images could not be read; the figures cover the other "
+            f"{len(clean)}"
+        )
+    skipped = [{"path": p, "reason": r} for p, r in report.bad_images]
+    return clean, {"skipped_images": skipped, "warnings": report.warnings}
+
+
+def _warn(message: str) -> None:
+    from rich.markup import escape
+
+    from transferkit._console import console
+
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def _in_run_classes(run: LoadedRun, source: ImageSource) -> ImageSource:

@@ -18,7 +18,7 @@ from torch import nn
 from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
-from transferkit.data.check import CheckReport, preflight
+from transferkit.data.check import CheckReport, content_hash_sets, preflight
 from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
@@ -129,7 +129,12 @@ class RunData:
     @property
     def identity(self) -> dict:
         """What a resumed run compares to tell whether it trains on the same data."""
-        return {"train": len(self.train), "val": len(self.val), "fingerprint": self.check.fingerprints["train"]}
+        return {
+            "train": len(self.train),
+            "val": len(self.val),
+            "fingerprint": self.check.fingerprints["train"],
+            "val_fingerprint": self.check.fingerprints["val"],
+        }
 
 
 def prepare_data(config: TrainConfig, session: Session, train: ImageSource, val: ImageSource | None) -> RunData:
@@ -147,7 +152,33 @@ def prepare_data(config: TrainConfig, session: Session, train: ImageSource, val:
             f"cannot resume {session.run.path}: its classes {point.meta['classes']} differ from the data's classes "
             f"{list(train.classes)}"
         )
-    return RunData(train, val, check)
+    data = RunData(train, val, check)
+    if point is not None:
+        _check_same_data(config, session, point.state.get("data") or {}, data.identity)
+    return data
+
+
+def _check_same_data(config: TrainConfig, session: Session, old: dict, new: dict) -> None:
+    """Refuse to resume on other images (unless allowed): `best` would compare epochs on two validation sets."""
+    changed = [
+        name
+        for name, keys in (("training", ("train", "fingerprint")), ("validation", ("val", "val_fingerprint")))
+        if any(key in old and old[key] != new[key] for key in keys)  # states from older versions lack some keys
+    ]
+    if not changed:
+        return
+    what = " and ".join(changed)
+    counts = f"{old.get('train')} training / {old.get('val')} validation images then, {new['train']} / {new['val']} now"
+    if not config.allow_data_change:
+        raise CheckpointError(
+            f"cannot resume {session.run.path}: its {what} images differ from the interrupted run's (same classes; "
+            f"{counts}); its best checkpoint would mix two validation sets and the sample order cannot continue. "
+            "Start a new run, or resume anyway with --allow-data-change"
+        )
+    warn(
+        f"the {what} images differ from the interrupted run's ({counts}; --allow-data-change): the sample order "
+        "cannot continue exactly, and the best epoch so far was picked on the old validation set"
+    )
 
 
 @dataclass
@@ -246,6 +277,8 @@ def write_run_files(
         skipped = [{"path": p, "reason": r} for p, r in data.check.bad_images]
         described = {"train": data.train.describe(), "val": data.val.describe(), "freeze_plan": plan.description}
         run.write_json("data.json", {**described, "skipped_images": skipped, "warnings": data.check.warnings})
+        # Lets evaluate recognise test images that are training or validation images (the figures would be inflated).
+        run.write_json("content_hashes.json", content_hash_sets(data.check))
     point = session.point
     meta = {
         "classes": data.classes,
@@ -276,8 +309,6 @@ def setup_tracker(
     point = session.point
     if point is None:
         return tracker, []
-    if point.state.get("data") != data.identity:
-        warn("the training data differ from the interrupted run's; the sample order cannot continue exactly")
     tracker.load_state(point.state["tracker"])
     if session.dist.is_main:
         session.run.truncate_metrics(int(point.state["epoch"]))
