@@ -152,9 +152,12 @@ def _folds(
     """(fold number or None, train, val) — the split is made once here, never per strategy."""
     if cv:
         pool = _pool(train, val)
-        return [(k + 1, pool.subset(t), pool.subset(v)) for k, (t, v) in enumerate(stratified_folds(pool.labels, cv))]
+        return [
+            (k + 1, pool.subset(t), pool.subset(v))
+            for k, (t, v) in enumerate(stratified_folds(pool.labels, cv, names=list(pool.classes)))
+        ]
     if val is None:
-        train_idx, val_idx = stratified_split(train.labels, config.val_fraction, config.seed)
+        train_idx, val_idx = stratified_split(train.labels, config.val_fraction, config.seed, names=list(train.classes))
         train, val = train.subset(train_idx), train.subset(val_idx)
     return [(None, train, val)]
 

@@ -120,7 +120,8 @@ def test_check_reports_imbalance_and_passes_clean_data(image_folder, tmp_path, c
     shutil.copytree(image_folder, folder)
     for extra in list((folder / "red").glob("*.png"))[1:]:
         extra.unlink()  # red: 1 image, others 12
-    assert main(["check", str(folder), "--json"]) == 0
+    assert main(["check", str(folder), "--json"]) == 1  # one image cannot be split for validation: an error
     report = json.loads(capsys.readouterr().out)
+    assert any("'red' have only 1 image" in e for e in report["errors"])
     assert report["imbalance"]["train"] == 12.0
     assert any("class imbalance 12.0:1" in w for w in report["warnings"])

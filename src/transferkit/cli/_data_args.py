@@ -38,6 +38,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, files_only: bool = Fa
     group.add_argument("--val-list", help="validation list file")
     group.add_argument("--test-list", help="test list file")
     group.add_argument("--root", help="folder the list files' paths are relative to (default: the list's folder)")
+    group.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read list-file paths that lead outside --root (../.., absolute paths elsewhere); refused by default",
+    )
     if files_only:
         return
     group.add_argument("--fashion-mnist", metavar="DIR", help="use Fashion-MNIST IDX files from DIR (train + test)")
@@ -47,13 +52,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, files_only: bool = Fa
     group.add_argument("--test-limit", type=positive_int, help="evaluate on at most this many test images (stratified)")
 
 
-def source_from_path(path: str | Path, root: str | None = None, classes: list[str] | None = None) -> ImageSource:
-    """A folder of class folders, or a list file."""
+def source_from_path(
+    path: str | Path, root: str | None = None, classes: list[str] | None = None, *, outside_root: bool = False
+) -> ImageSource:
+    """A folder of class folders, or a list file (`outside_root`: its paths may lead outside the root)."""
     from transferkit.data import from_folder, from_list
 
     path = Path(path)
     if path.is_file():
-        return from_list(path, root=root, classes=classes)
+        return from_list(path, root=root, classes=classes, allow_outside_root=outside_root)
     return from_folder(path)
 
 
@@ -66,13 +73,15 @@ def load_sources(args: argparse.Namespace, seed: int = 0) -> DataSources:
         test = fashion_mnist(args.fashion_mnist, "test")
         val = None
     elif args.train_list:
-        train = from_list(args.train_list, root=args.root)
-        val = from_list(args.val_list, root=args.root, classes=train.classes) if args.val_list else None
-        test = from_list(args.test_list, root=args.root, classes=train.classes) if args.test_list else None
+        outside = {"root": args.root, "allow_outside_root": args.allow_outside_root}
+        train = from_list(args.train_list, **outside)
+        val = from_list(args.val_list, classes=train.classes, **outside) if args.val_list else None
+        test = from_list(args.test_list, classes=train.classes, **outside) if args.test_list else None
     elif args.data:
-        train = source_from_path(args.data, args.root)
-        val = source_from_path(args.val, args.root, train.classes) if args.val else None
-        test = source_from_path(args.test, args.root, train.classes) if args.test else None
+        outside = {"outside_root": args.allow_outside_root}
+        train = source_from_path(args.data, args.root, **outside)
+        val = source_from_path(args.val, args.root, train.classes, **outside) if args.val else None
+        test = source_from_path(args.test, args.root, train.classes, **outside) if args.test else None
     else:
         raise SystemExit("no data given: pass an image folder, --train-list FILE, or --fashion-mnist DIR")
     for name, other in (("validation", val), ("test", test)):

@@ -41,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             # Every bad line is reported (not just the first); the good ones are checked as usual.
             listed = Path(where).is_file()
-            source = from_list(where, root=args.root, classes=classes, problems=report.errors) if listed else None
+            source = (
+                from_list(
+                    where, root=args.root, classes=classes, problems=report.errors,
+                    allow_outside_root=args.allow_outside_root,
+                )
+                if listed
+                else None
+            )  # fmt: skip
         except DataError as exc:
             report.errors.append(str(exc))
             continue

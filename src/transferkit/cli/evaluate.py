@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "data", help="image folder or list file of the run's classes (all, or some: figures for the classes it holds)"
     )
     parser.add_argument("--root", help="folder a list file's paths are relative to")
+    parser.add_argument(
+        "--allow-outside-root", action="store_true", help="read list-file paths that lead outside --root"
+    )
     parser.add_argument("--out", help="folder for metrics.json and confusion.png (default: RUN/eval)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(func=run)
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir, which = run_from_args(args)
     classes = load_run(run_dir, which).classes
-    source = source_from_path(args.data, args.root, classes if Path(args.data).is_file() else None)
+    listed = Path(args.data).is_file()
+    source = source_from_path(args.data, args.root, classes if listed else None, outside_root=args.allow_outside_root)
     metrics, out = evaluate_run(run_dir, source, which=which, out_dir=args.out)
     if args.json:
         print(json.dumps(metrics.to_dict(), indent=2))

@@ -185,6 +185,8 @@ def _check(
         empty = [c for c, n in counts.items() if n == 0]
         if empty and split == "train":
             report.errors.append(f"{split}: no readable images in class(es) {', '.join(empty)}")
+        if split == "train" and len(clean[split].classes) < 2:
+            report.errors.append(_one_class(clean[split]))
     _duplicates(clean, hashes, report)
     return clean, hashes, total
 
@@ -236,6 +238,7 @@ def check_sources(splits: dict[str, ImageSource], report: CheckReport | None = N
         if split != "train" and list(source.classes) != list(splits.get("train", source).classes):
             report.errors.append(f"{split}: classes {source.classes} differ from the training classes")
     _check(splits, report)
+    _single_images(splits, report)
     for path, reason in report.bad_images:
         report.errors.append(f"{path}: {reason}")
     return report
@@ -270,6 +273,31 @@ def screen(
                 f"which inflates the {split} figures: {listed}"
             )
     return (source.subset(keep) if bad else source), report
+
+
+def _one_class(source: ImageSource) -> str:
+    only = f" ({source.classes[0]!r})" if source.classes else ""
+    return f"train: only one class{only}: a classifier needs at least 2 classes (one folder or label per class)"
+
+
+def _require_classes(source: ImageSource) -> None:
+    if len(source.classes) < 2:
+        raise DataError(_one_class(source))
+
+
+def _single_images(splits: dict[str, ImageSource], report: CheckReport) -> None:
+    """A class with one training image cannot be split off for validation, and hardly learnt from."""
+    single = [c for c, n in report.counts.get("train", {}).items() if n == 1]
+    if not single:
+        return
+    named = ", ".join(repr(c) for c in single)
+    if "val" in splits:
+        report.warnings.append(f"train: class(es) {named} have only 1 image; add images of them")
+    else:
+        report.errors.append(
+            f"train: class(es) {named} have only 1 image; a stratified validation split needs at least 2 per class "
+            "(add images, or give a validation set with --val)"
+        )
 
 
 def folder_source(root: str | Path, report: CheckReport) -> ImageSource | None:
@@ -325,7 +353,8 @@ def preflight(
             training images. The message names the first files; `transferkit check` lists them all.
     """
     if val is None:
-        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
+        _require_classes(train)
+        train_idx, val_idx = stratified_split(train.labels, val_fraction, seed, names=list(train.classes))
         train, val = train.subset(train_idx), train.subset(val_idx)
     elif list(val.classes) != list(train.classes):
         raise ValueError(f"validation classes {val.classes} differ from training classes {train.classes}")

@@ -296,6 +296,7 @@ def from_list(
     classes: list[str] | None = None,
     *,
     problems: list[str] | None = None,
+    allow_outside_root: bool = False,
 ) -> ImageSource:
     """Reads a text file of ``<path> <label>`` lines.
 
@@ -313,6 +314,8 @@ def from_list(
         classes: The class names, in label order.
         problems: When given, every bad line (malformed, unknown class, missing file) is recorded here and left
             out, instead of the first one raising: ``transferkit check`` lists them all.
+        allow_outside_root: Accept paths that lead outside `root` (``../..``, or absolute elsewhere). Refused by
+            default: a list file from someone else should not make training read any file on the machine.
 
     Raises:
         DataError: The list file or a listed image is missing, or a line is malformed or names an
@@ -330,6 +333,15 @@ def from_list(
         if label is None:
             continue
         path = root / entry.path
+        if not allow_outside_root and not _inside(root, entry.path):
+            message = (
+                f"{list_file} line {entry.lineno}: {entry.path} is outside the root folder {root} "
+                "(pass --allow-outside-root to read it anyway)"
+            )
+            if problems is None:
+                raise DataError(message)
+            problems.append(message)
+            continue
         if not path.is_file():
             if problems is None:
                 raise DataError(f"{list_file} line {entry.lineno}: file not found: {entry.path}")
@@ -340,6 +352,13 @@ def from_list(
     return ImageSource(
         classes=classes, labels=np.array(kept, dtype=np.int64), paths=paths, name=os.path.abspath(list_file)
     )
+
+
+def _inside(root: Path, path: str) -> bool:
+    """Whether `path` (relative to `root`, or absolute) names something under `root`, by the path's text alone:
+    a symbolic link inside the root may lead anywhere (data folders often are links), ``..`` may not."""
+    base = os.path.abspath(root)
+    return os.path.commonpath([base, os.path.normpath(os.path.join(base, path))]) == base
 
 
 def from_idx(images_file: str | Path, labels_file: str | Path, classes: list[str] | None = None) -> ImageSource:

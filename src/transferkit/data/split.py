@@ -11,11 +11,14 @@ from transferkit.data.errors import DataError
 __all__ = ["per_class_subset", "stratified_folds", "stratified_split"]
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0, *, names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Splits images into training and validation sets with the same class proportions.
 
     Args:
         labels: The class index of each image.
+        names: The class names, for messages (a class too small to split is named, not numbered).
         val_fraction: The share of images to hold out, between 0 and 1.
         seed: Fixes which images are held out.
 
@@ -32,7 +35,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     advice = "a stratified validation split needs at least 2 per class; add images or give a validation set (--val)"
-    _require_per_class(classes, counts, 2, advice)
+    _require_per_class(classes, counts, 2, advice, names)
     # sklearn rounds the held-out count up; check both sides here to say what to change.
     n_val = math.ceil(val_fraction * len(labels))
     if min(n_val, len(labels) - n_val) < len(classes):
@@ -72,11 +75,14 @@ def per_class_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.nd
     return np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.empty(0, dtype=np.int64)
 
 
-def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_folds(
+    labels: np.ndarray, k: int, seed: int = 0, *, names: list[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Splits images into ``k`` shuffled, stratified folds for cross-validation.
 
     Args:
         labels: The class index of each image.
+        names: The class names, for messages.
         k: The number of folds, at least 2.
         seed: Fixes the shuffling.
 
@@ -93,7 +99,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     advice = f"{k}-fold cross-validation needs at least {k} per class; use fewer folds or add images"
-    _require_per_class(classes, counts, k, advice)
+    _require_per_class(classes, counts, k, advice, names)
     from sklearn.model_selection import StratifiedKFold
 
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -103,7 +109,14 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np
     ]
 
 
-def _require_per_class(classes: np.ndarray, counts: np.ndarray, minimum: int, advice: str) -> None:
-    small = [f"class {c} has {n}" for c, n in zip(classes, counts, strict=True) if n < minimum]
+def _require_per_class(
+    classes: np.ndarray, counts: np.ndarray, minimum: int, advice: str, names: list[str] | None = None
+) -> None:
+    def name(c) -> str:
+        return f"class {names[c]!r}" if names is not None and 0 <= c < len(names) else f"class {c}"
+
+    small = [
+        f"{name(c)} has {n} image{'s' if n != 1 else ''}" for c, n in zip(classes, counts, strict=True) if n < minimum
+    ]
     if small:
         raise DataError(f"too few images: {', '.join(small)}; {advice}")

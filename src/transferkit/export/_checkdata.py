@@ -71,7 +71,7 @@ def image_source(path: str | Path) -> ImageSource:
     """Images from a folder of class folders, a list file, a Fashion-MNIST IDX folder (test split) or a flat folder."""
     path = Path(path)
     if path.is_file():
-        return from_list(path)
+        return from_list(path, allow_outside_root=True)  # data a run already trained on
     if not path.is_dir():
         raise DataError(f"{path}: not found")
     if any(path.glob("t10k-images-idx3-ubyte*")):
@@ -99,7 +99,7 @@ def _recreate(described: dict, config: dict) -> tuple[ImageSource, ImageSource]:
     # Training split the (possibly per-class subsetted) source into train and val: undo that.
     total = {c: train_desc["counts"][c] + val_desc["counts"][c] for c in classes}
     full = _subset_like(full, {"counts": total}, seed)
-    train_idx, val_idx = stratified_split(full.labels, fraction, seed)
+    train_idx, val_idx = stratified_split(full.labels, fraction, seed, names=list(full.classes))
     train, val = full.subset(train_idx), full.subset(val_idx)
     _verify(val, val_desc)
     return train, val
@@ -110,7 +110,7 @@ def _open(name: str) -> ImageSource:
         return fashion_mnist(_FMNIST_DEFAULT, name.split("/", 1)[1])
     path = Path(name)
     if path.is_file():
-        return from_list(path)
+        return from_list(path, allow_outside_root=True)  # data a run already trained on
     return from_folder(path)
 
 
