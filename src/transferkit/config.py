@@ -192,8 +192,10 @@ class TrainConfig:
     """Head on cached features: lbfgs (full batch, standardised features, L2 `head_l2`) or minibatch (the optimiser)."""
     head_l2: float = 0.1
     """lbfgs: L2 penalty on the head's weights (standardised features); 0.1 measured best on Fashion-MNIST."""
-    engine: str = "torch"
-    """Frozen feature extraction: torch, onnxruntime, mnn, or auto (fastest that matches torch)."""
+    engine: str = "auto"
+    """Frozen feature extraction: torch, onnxruntime, mnn, or auto: the fastest installed engine that matches torch
+    (parity-checked once per backbone weights and image size, the choice kept in the cache), torch when neither
+    onnxruntime nor MNN is installed."""
     cache_dir: str | None = None
     """Cache of features and decoded images; default $TRANSFERKIT_CACHE or ~/.cache/transferkit."""
     prefix_cache: bool = True

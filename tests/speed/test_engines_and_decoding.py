@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -79,3 +80,52 @@ def test_decoded_images_give_the_evaluation_pixels(image_folder, tmp_path, model
     decoded_source(from_folder(folder), pre, tmp_path / "cache")
     assert "decoded-image cache rebuilt" in capsys.readouterr().err
     assert len(list((tmp_path / "cache" / "decoded").glob("*.npy"))) == 1
+
+
+def test_auto_keeps_its_choice_for_later_runs_and_rechecks_a_changed_file(
+    model_and_pre, image_folder, tmp_path, capsys, monkeypatch
+):
+    from transferkit.engines import features as engine_features
+
+    if not engine_features.installed_engines():
+        pytest.skip("neither onnxruntime nor MNN is installed")
+    model, pre = model_and_pre
+    source = from_folder(image_folder)
+    reference = extract_source_features(model, source, pre, batch_size=16)
+
+    def auto() -> np.ndarray:
+        monkeypatch.setattr(engine_features, "_CHOSEN", {})  # as in a new process
+        return extract_source_features(model, source, pre, engine="auto", batch_size=16, engine_folder=tmp_path)
+
+    auto()
+    (record,) = tmp_path.glob("*.auto.json")
+    assert "agreement" in capsys.readouterr().err  # checked against torch the first time
+    built = []
+    real_build = engine_features._build
+    monkeypatch.setattr(engine_features, "_build", lambda *a: built.append(a[0]) or real_build(*a))
+    got = auto()
+    err = capsys.readouterr().err
+    assert "chosen in an earlier run" in err and not built  # nothing exported, converted or checked again
+    np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-4)
+    chosen = json.loads(record.read_text())
+    if chosen["file"]:  # a damaged file is never trusted: the choice is made again
+        (tmp_path / chosen["file"]).write_bytes(b"damaged")
+        (tmp_path / chosen["file"]).unlink()
+        auto()
+        assert "chosen in an earlier run" not in capsys.readouterr().err and built
+
+
+def test_auto_without_engine_packages_runs_torch_and_says_what_to_install(
+    model_and_pre, image_folder, tmp_path, capsys, monkeypatch
+):
+    from transferkit.engines import features as engine_features
+
+    monkeypatch.setattr(engine_features, "installed_engines", dict)
+    monkeypatch.setattr(engine_features, "_CHOSEN", {})
+    model, pre = model_and_pre
+    source = from_folder(image_folder)
+    reference = extract_source_features(model, source, pre, batch_size=16)
+    got = extract_source_features(model, source, pre, engine="auto", batch_size=16, engine_folder=tmp_path)
+    np.testing.assert_array_equal(got, reference)
+    err = capsys.readouterr().err
+    assert err.count("pip install 'transferkit[export]'") == 1 and not list(tmp_path.iterdir())

@@ -16,6 +16,7 @@ from transferkit.data.feature_cache import FeatureCache
 from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
 from transferkit.engines import feature_runner
+from transferkit.engines.features import CHUNK
 from transferkit.train._interrupt import stop_if_requested
 
 __all__ = ["batch_of", "cached_features", "extract_features", "extract_source_features", "extractor_key"]
@@ -102,7 +103,7 @@ def extract_source_features(
 
                 folder = Path(engine_folder) if engine_folder else cache_root() / "engines"
                 key = extractor_key(model, "", pre)["weights"] + f"-{size}"
-                runner = feature_runner(engine, model, size, first[:16], folder, key)
+                runner = feature_runner(engine, model, size, first[:CHUNK], folder, key)
             else:
                 runner = feature_runner("torch", model, size, first, Path("."), "")
             task = bar.add_task(description, total=len(batches), status="")
