@@ -64,3 +64,15 @@ def test_compare_runs_auto_beside_fixed_strategies(tmp_path, image_folder, val_f
     assert [s.strategy for s in result.summaries] == ["auto", "linear-probe"]
     assert all(s.status == "ok" for s in result.summaries)
     assert json.loads((result.compare_dir / "auto" / "advice.json").read_text())["strategy"] == "partial"
+
+
+def test_auto_says_the_epochs_that_run_when_the_user_set_them(tmp_path, image_folder, peaked_advice, capsys):
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=2, batch_size=8, device="cpu")
+    resolved = resolve_auto(config, from_folder(image_folder), tmp_path / "run")
+    advised = json.loads((tmp_path / "run" / "advice.json").read_text())["epochs"]
+    assert advised != 2 and resolved.epochs == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{advised} epochs" in err  # the advice as measured...
+    assert (
+        f"strategy auto: training partial --freeze 2 with epochs 2 (yours; advised {advised})" in err
+    )  # ...and what runs

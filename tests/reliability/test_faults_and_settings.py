@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from transferkit.config import TrainConfig
@@ -114,6 +115,23 @@ def test_resume_with_changed_settings_says_what_differs(finished, image_folder, 
     assert "settings that differ" in err
     assert "batch_size: 8 -> 4" in err and "lr: None -> 0.0003" in err and "epochs: 2 -> 3" in err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_says_which_settings_it_keeps_and_keeps_them(finished, image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    size = json.loads((finished / "preprocessing.json").read_text())["image_size"]
+    capsys.readouterr()
+    runner.train_run(_config(image_size=size + 16), from_folder(image_folder), run_dir=run, resume=True)
+    err = " ".join(capsys.readouterr().err.split())
+    # Said as what runs: the checkpoint's preprocessing, not "image_size: 32 -> 48" and then 32.
+    assert f"image_size: {size} -> " not in err
+    assert (
+        f"keeps the interrupted run's backbone, weights and preprocessing: image_size {size} (given: {size + 16})"
+        in err
+    )
+    assert json.loads((run / "preprocessing.json").read_text())["image_size"] == size
+    assert yaml.safe_load((run / "config.yaml").read_text())["image_size"] == size  # the saved config says so too
 
 
 def test_resume_without_changes_gives_no_warning(finished, image_folder, tmp_path, capsys):

@@ -9,9 +9,11 @@ from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource
 
-__all__ = ["ADVICE_FILE", "resolve_auto"]
+__all__ = ["ADVICE_FILE", "ADVISED_SETTINGS", "resolve_auto", "what_runs"]
 
 ADVICE_FILE = "advice.json"
+ADVISED_SETTINGS = ("lr", "head_lr_mult", "scratch_lr_mult", "epochs", "image_size", "class_weights", "select_by")
+"""The advised training settings a user's own value replaces (strategy and depth are the plan itself)."""
 
 
 def resolve_auto(config: TrainConfig, source: ImageSource, run_dir: str | Path, *, resume: bool = False) -> TrainConfig:
@@ -40,4 +42,21 @@ def resolve_auto(config: TrainConfig, source: ImageSource, run_dir: str | Path, 
     console.print(advice.explain(), highlight=False, markup=False)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(advice.to_dict(), indent=2, default=str))
-    return advice.apply(config)
+    applied = advice.apply(config)
+    console.print(what_runs(advice, applied), highlight=False, markup=False)
+    return applied
+
+
+def what_runs(advice, applied: TrainConfig) -> str:
+    """One line saying what will train: the advised plan, and every advised setting the user's value replaces.
+
+    The explanation above it gives the advice as measured (say 30 epochs); a field the user set (``--epochs 2``)
+    is kept, so this line says that 2 run, not 30.
+    """
+    yours = [
+        f"{name} {getattr(applied, name)!r} (yours; advised {getattr(advice, name)!r})"
+        for name in ADVISED_SETTINGS
+        if getattr(applied, name) != getattr(advice, name)
+    ]
+    head = f"strategy auto: training {applied.strategy}" + (f" --freeze {applied.freeze}" if applied.freeze else "")
+    return head + (" with " + ", ".join(yours) if yours else " as advised")

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from rich.markup import escape
 
 from transferkit._console import console
+from transferkit.config import TrainConfig
 from transferkit.train.checkpoint import CheckpointError, load_training_state
 
-__all__ = ["ResumePoint", "config_changes", "read_resume_point", "warn"]
+__all__ = [
+    "KEPT_ON_RESUME",
+    "ResumePoint",
+    "config_changes",
+    "kept_changes",
+    "read_resume_point",
+    "resumed_config",
+    "warn",
+]
 
 _REQUIRED = ("format", "phase_index", "epoch", "progress", "optimizer", "scheduler", "rng", "tracker")
 _SET_SUFFIXES = (".state.pt", ".safetensors", ".json")
@@ -56,6 +65,33 @@ def read_resume_point(run_path: Path, spec: bool | str | Path) -> ResumePoint:
     return ResumePoint(used, meta, state, weights)
 
 
+KEPT_ON_RESUME = ("backbone", "weights", "image_size", "crop_pct")
+"""Settings a resumed run takes from the interrupted one whatever is given: its weights and preprocessing are
+in the checkpoint (the model is rebuilt from it, and the preprocessing read from its sidecar)."""
+
+
 def config_changes(old: dict, new: dict) -> list[str]:
-    """`field: old -> new` for every setting that differs."""
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in new if old.get(key) != new.get(key)]
+    """`field: old -> new` for every setting that differs and applies to the resumed run."""
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in new
+        if old.get(key) != new.get(key) and key not in KEPT_ON_RESUME
+    ]
+
+
+def kept_changes(old: dict, new: dict) -> list[str]:
+    """`field old (given: new)` for every setting that differs but stays the interrupted run's (`KEPT_ON_RESUME`)."""
+    return [
+        f"{key} {old.get(key)!r} (given: {new.get(key)!r})"
+        for key in KEPT_ON_RESUME
+        if key in old and old.get(key) != new.get(key)
+    ]
+
+
+def resumed_config(config: TrainConfig, point: ResumePoint | None) -> TrainConfig:
+    """`config` with the settings a resume cannot change set back to the interrupted run's (`KEPT_ON_RESUME`)."""
+    if point is None:
+        return config
+    old = point.meta["config"]
+    kept = {key: old[key] for key in KEPT_ON_RESUME if key in old and old[key] != getattr(config, key)}
+    return replace(config, **kept) if kept else config

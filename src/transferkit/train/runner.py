@@ -19,6 +19,7 @@ from transferkit.data import ImageSource
 from transferkit.strategies import Phase, Strategy, get_strategy
 from transferkit.train._budget import TimeBudget
 from transferkit.train._phases import PhaseRunner
+from transferkit.train._resume import resumed_config
 from transferkit.train._tracker import Tracker, catch_interrupts
 from transferkit.train.loop import EpochResult, StepSettings
 from transferkit.train.lr_find import LrFindError, range_test
@@ -81,6 +82,7 @@ def train_run(
     if strategy.classical:
         return _classical_run(config, strategy, train_source, val_source, run_dir, start)
     session = open_session(config, run_dir, resume, start)
+    config = resumed_config(config, session.point)  # what a resume cannot change is the interrupted run's
     data = prepare_data(config, session, train_source, val_source)
     run_model = setup_model(config, strategy, session, data)
     settings = step_settings(config, strategy, session, run_model, data)

@@ -23,7 +23,7 @@ from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
 from transferkit.train._kernel_choices import KernelChoices
-from transferkit.train._resume import ResumePoint, config_changes, read_resume_point, warn
+from transferkit.train._resume import ResumePoint, config_changes, kept_changes, read_resume_point, warn
 from transferkit.train._tracker import Tracker
 from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.distributed import DistContext, init_distributed
@@ -100,7 +100,14 @@ def open_session(config: TrainConfig, run_dir: str | Path, resume: bool | str | 
     if point is not None:
         changes = config_changes(point.meta["config"], config.to_dict())
         if changes:
-            warn("resuming with settings that differ from the interrupted run's: " + "; ".join(changes))
+            warn("resuming with settings that differ from the interrupted run's (they apply): " + "; ".join(changes))
+        kept = kept_changes(point.meta["config"], config.to_dict())
+        if kept:  # said as what runs: the checkpoint holds the weights and the preprocessing
+            warn(
+                "a resumed run keeps the interrupted run's backbone, weights and preprocessing: "
+                + "; ".join(kept)
+                + " (to change them, start a new run)"
+            )
     seed_everything(config.seed)
     device = dist.device(resolve_device(config.device))
     amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
