@@ -171,6 +171,9 @@ class TrainConfig:
     # --- speed ---
     workers: int = 0
     """DataLoader worker processes (per process under torchrun)."""
+    threads: int | None = None
+    """CPU threads for torch and the feature engines; default torch's (one per core). Fewer can be faster when other
+    work keeps the cores busy (BENCHMARKS.md, "Threads")."""
     precision: str = "fp32"
     """fp32, bf16 or fp16 (autocast, fp16 with a gradient scaler); CUDA only, CPU runs stay in fp32."""
     channels_last: bool = True
@@ -280,6 +283,7 @@ class TrainConfig:
             (self.max_bad_steps >= 1, "max_bad_steps must be at least 1"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be 0 or more"),
             (self.workers >= 0, "workers must be 0 or more"),
+            (self.threads is None or self.threads >= 1, "threads must be at least 1"),
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
         ]
         for ok, message in checks:

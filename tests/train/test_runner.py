@@ -203,3 +203,16 @@ def test_the_run_uses_its_own_evaluation_crop_not_the_pretrained_default(tmp_pat
     )
     saved = json.loads((result.run_dir / "preprocessing.json").read_text())
     assert saved["crop_pct"] == crop_pct
+
+
+def test_threads_sets_torch_threads_and_the_run_line_says_it(tmp_path, image_folder, capsys):
+    before = torch.get_num_threads()
+    try:
+        config = TrainConfig(backbone="tiny_resnet", strategy="linear-probe", epochs=1, image_size=32, threads=1)
+        train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+        assert torch.get_num_threads() == 1
+        assert "image size 32 px on cpu, torch threads: 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        TrainConfig(threads=0)

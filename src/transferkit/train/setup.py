@@ -109,6 +109,8 @@ def open_session(config: TrainConfig, run_dir: str | Path, resume: bool | str | 
                 + " (to change them, start a new run)"
             )
     seed_everything(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     device = dist.device(resolve_device(config.device))
     amp = MixedPrecision(config.precision, device, channels_last=config.channels_last)
     if config.precision != "fp32" and not amp.enabled:
@@ -274,6 +276,7 @@ def write_run_files(
     console.print(
         f"strategy {config.strategy}: {plan.description}; trainable {plan.trainable_params:,} / "
         f"frozen {plan.frozen_params:,} parameters; image size {pre.image_size} px on {session.device}"
+        + (f", torch threads: {torch.get_num_threads()}" if session.device.type == "cpu" else "")
     )
     if session.dist.is_main:
         config.to_yaml(run.path / "config.yaml")
