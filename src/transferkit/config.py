@@ -36,6 +36,7 @@ MAX_IMAGE_SIZE = 2048
 """The largest --image-size: 4x what pretrained backbones are trained at; a run above it is surely a typo."""
 HEAD_SOLVERS = ("lbfgs", "minibatch")
 ENGINES = ("torch", "onnxruntime", "mnn", "auto")
+CACHE_VERIFY = ("stat", "hash")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("frozen", "update")
 AUGMENTATIONS = ("resized-crop", "pad-crop")
@@ -201,6 +202,10 @@ class TrainConfig:
     onnxruntime nor MNN is installed."""
     cache_dir: str | None = None
     """Cache of features and decoded images; default $TRANSFERKIT_CACHE or ~/.cache/transferkit."""
+    cache_verify: str = "stat"
+    """How cached features and decoded images are checked against their image files: stat (each file's path, size
+    and modification time: cheap, but a file rewritten with its size and time kept goes unnoticed) or hash (each
+    file's contents, read on every lookup)."""
     prefix_cache: bool = True
     """partial without augmentation: run the frozen first layers once and train the rest on their output, kept in
     memory (when the model splits cleanly and the activations fit in `prefix_cache_mb`)."""
@@ -241,6 +246,8 @@ class TrainConfig:
             raise ConfigError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.head_solver not in HEAD_SOLVERS:
             raise ConfigError(f"head_solver {self.head_solver!r}: choose one of {', '.join(HEAD_SOLVERS)}")
+        if self.cache_verify not in CACHE_VERIFY:
+            raise ConfigError(f"cache_verify {self.cache_verify!r}: choose one of {', '.join(CACHE_VERIFY)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if self.optimizer not in OPTIMIZERS:

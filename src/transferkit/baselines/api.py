@@ -98,8 +98,15 @@ def evaluate_baseline_run(
 def _features(model, config: TrainConfig, source: ImageSource, pre: Preprocessing, what: str) -> np.ndarray:
     return np.array(
         cached_features(
-            model, config.backbone, source, pre, cache_dir=config.cache_dir, engine=config.engine, what=what
-        )
+            model,
+            config.backbone,
+            source,
+            pre,
+            cache_dir=config.cache_dir,
+            engine=config.engine,
+            what=what,
+            verify=config.cache_verify,
+        )  # fmt: skip
     )
 
 

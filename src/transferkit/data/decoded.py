@@ -10,6 +10,7 @@ import numpy as np
 from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
 from transferkit.data.errors import CacheFullError, DataError
+from transferkit.data.feature_cache import content_check
 from transferkit.data.preprocessing import Preprocessing
 from transferkit.data.sources import ImageSource
 
@@ -20,7 +21,9 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def decoded_source(source: ImageSource, pre: Preprocessing, root: str | Path | None = None) -> ImageSource:
+def decoded_source(
+    source: ImageSource, pre: Preprocessing, root: str | Path | None = None, *, verify: str = "stat"
+) -> ImageSource:
     """`source` with every image decoded, resized and centre-cropped to a square once, for `pre`'s transforms.
 
     The square's side is the evaluation resize, ``image_size / crop_pct``.
@@ -35,6 +38,7 @@ def decoded_source(source: ImageSource, pre: Preprocessing, root: str | Path | N
         source: The images.
         pre: The model's preprocessing.
         root: Cache folder; default ``$TRANSFERKIT_CACHE`` or ``~/.cache/transferkit``.
+        verify: ``stat`` (files checked by path, size and modification time) or ``hash`` (by content).
 
     Returns:
         An array-backed source with the same classes, labels and name; `source` itself when an image cannot
@@ -43,9 +47,16 @@ def decoded_source(source: ImageSource, pre: Preprocessing, root: str | Path | N
     side, interpolation = pre.eval_resize, pre.interpolation
     if source.arrays is not None and source.arrays.shape[1] == side and source.arrays.shape[2] == side:
         return source  # already square at this size: nothing to decode
+    content = content_check(verify)
     folder = cache_root(root) / "decoded"
-    name = digest({"format": FORMAT, "side": side, "interpolation": interpolation, "source": source_identity(source)})
-    expect = {"format": FORMAT, "side": side, "interpolation": interpolation, "fingerprint": source.fingerprint()}
+    named = {"format": FORMAT, "side": side, "interpolation": interpolation, "source": source_identity(source)}
+    name = digest({**named, "verify": "hash"} if content else named)  # kept apart, as in the feature cache
+    expect = {
+        "format": FORMAT,
+        "side": side,
+        "interpolation": interpolation,
+        "fingerprint": source.fingerprint(content),
+    }
     status, array = load_entry(folder, name, expect)
     label = source.name or "images"
     if status == "hit":

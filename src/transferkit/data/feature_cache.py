@@ -12,7 +12,10 @@ from transferkit._console import console
 from transferkit.data._cache_store import cache_root, digest, load_entry, source_identity, write_entry
 from transferkit.data.sources import ImageSource
 
-__all__ = ["FeatureCache", "cache_root"]
+CACHE_VERIFY = ("stat", "hash")
+"""How cache entries are checked against their image files."""
+
+__all__ = ["CACHE_VERIFY", "FeatureCache", "cache_root", "content_check"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +45,19 @@ class FeatureCache:
         8.0
     """
 
-    def __init__(self, root: str | Path | None = None, *, verbose: bool = True) -> None:
+    def __init__(self, root: str | Path | None = None, *, verbose: bool = True, verify: str = "stat") -> None:
         """Creates the cache.
 
         Args:
             root: Cache folder; default ``$TRANSFERKIT_CACHE`` or ``~/.cache/transferkit``. Features go under
                 its ``features/`` sub-folder.
             verbose: Print each hit, miss and rebuild on the console (they are always logged).
+            verify: How an entry is checked against its image files: ``stat`` (path, size and modification
+                time) or ``hash`` (their contents: reads every file on each lookup).
         """
         self.folder = cache_root(root) / "features"
         self.verbose = verbose
+        self.content = content_check(verify)
         self.events: list[tuple[str, str]] = []
         """(``hit`` | ``miss`` | ``rebuilt``, what) for each lookup, in order."""
 
@@ -71,8 +77,12 @@ class FeatureCache:
             extract: Called on a miss as ``extract(source, out)``; fills the (N, dim) float32 array `out`.
             what: A name for the log ("train", "val").
         """
-        name = digest({"format": FORMAT, "extractor": extractor, "source": source_identity(source)})
-        expect = {"format": FORMAT, "extractor": extractor, "fingerprint": source.fingerprint(), "n": len(source)}
+        named = {"format": FORMAT, "extractor": extractor, "source": source_identity(source)}
+        # Entries checked by content are kept apart: a stat-checked run would otherwise find them stale, and back.
+        name = digest({**named, "verify": "hash"} if self.content else named)
+        expect = {
+            "format": FORMAT, "extractor": extractor, "fingerprint": source.fingerprint(self.content), "n": len(source)
+        }  # fmt: skip
         status, array = load_entry(self.folder, name, expect)
         label = what or source.name or "images"
         if status == "hit":
@@ -89,3 +99,10 @@ class FeatureCache:
         logger.info(message)
         if self.verbose:
             console.print(message)
+
+
+def content_check(verify: str) -> bool:
+    """Whether `verify` (``stat`` or ``hash``) asks for the files' contents to be hashed."""
+    if verify not in CACHE_VERIFY:
+        raise ValueError(f"cache verify {verify!r}: choose one of {', '.join(CACHE_VERIFY)}")
+    return verify == "hash"

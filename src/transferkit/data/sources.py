@@ -177,11 +177,13 @@ class ImageSource:
             base = path.parent.name
         return base or "data"
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, content: bool = False) -> str:
         """Returns a hash that changes when the images, labels or classes change; a key for caches.
 
         Files are identified by absolute path, size and modification time, not content, so this
-        stays cheap for large folders.
+        stays cheap for large folders: a file rewritten with the same size and its old modification time kept
+        (``cp -p``, ``rsync -t``, two images swapped) goes unnoticed. With `content` each file's bytes are
+        hashed instead (reads every file).
 
         Raises:
             DataError: A file no longer exists.
@@ -193,10 +195,10 @@ class ImageSource:
             digest.update(b"files")
             for path in self.paths:
                 try:
-                    stat = path.stat()
+                    key = _file_hash(path) if content else f"{path.stat().st_size}\0{path.stat().st_mtime_ns}"
                 except OSError:
-                    raise DataError(f"{path}: file not found") from None
-                digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                    raise DataError(f"{path}: file not found or unreadable") from None
+                digest.update(f"{os.path.abspath(path)}\0{key}\n".encode())
         else:
             digest.update(f"arrays{self.arrays.shape}".encode())
             digest.update(np.ascontiguousarray(self.arrays).reshape(-1))
@@ -352,6 +354,14 @@ def from_list(
     return ImageSource(
         classes=classes, labels=np.array(kept, dtype=np.int64), paths=paths, name=os.path.abspath(list_file)
     )
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _inside(root: Path, path: str) -> bool:

@@ -103,6 +103,7 @@ def run_logits(
             engine=engine or config.get("engine", "torch"),
             batch_size=batch_size,
             what=what or source.name,
+            verify=config.get("cache_verify", "stat"),
         )
     else:  # fine-tuned weights: features of this run alone, not worth a cache entry or an engine export
         features = extract_source_features(

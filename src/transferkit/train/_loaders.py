@@ -30,7 +30,9 @@ class LoaderFactory:
         """Batches of preprocessed images: shuffled and augmented when `train`, sharded over processes."""
         config, dist = self.config, self.dist
         if config.decode_cache:
-            source = decoded_source(source, self.pre, config.cache_dir)  # decode and resize once, not every epoch
+            source = decoded_source(
+                source, self.pre, config.cache_dir, verify=config.cache_verify
+            )  # decode and resize once, not every epoch
         generator = torch.Generator().manual_seed(config.seed)
         common = {"num_workers": config.workers, "generator": generator, "pin_memory": self.device.type == "cuda"}
         batches = self._array_batches(source, train)

@@ -46,6 +46,7 @@ def probe_features(
             engine=config.engine,
             batch_size=_EXTRACT_BATCH,
             what=what,
+            verify=config.cache_verify,
         )
         return torch.from_numpy(np.array(cached))  # a private, writable copy of the memory map
 

@@ -130,15 +130,19 @@ def cached_features(
     engine: str = "torch",
     batch_size: int = 64,
     what: str = "",
+    verify: str = "stat",
 ) -> np.ndarray:
     """`extract_source_features` through the on-disk `FeatureCache`: extracted once, then read back.
+
+    Args:
+        verify: How a cache entry is checked against the files: ``stat`` (size and modification time) or ``hash``.
 
     Returns:
         A read-only (N, dim) float32 memory map, rows in `source` order.
     """
     from transferkit.data.feature_cache import cache_root
 
-    cache = FeatureCache(cache_dir)
+    cache = FeatureCache(cache_dir, verify=verify)
     engines = cache_root(cache_dir) / "engines"
 
     def extract(src: ImageSource, out: np.ndarray) -> None:
