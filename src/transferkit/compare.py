@@ -107,6 +107,16 @@ def run_compare(
     result.summaries = [_summarise(s, [r for r in result.runs if r.strategy == s]) for s in strategies]
     result.best_strategy = _best(result.summaries)
     result.save()
+    _print_summary(result)
+    if report:
+        from transferkit.report.html import build_report
+
+        console.print(f"report: {build_report(compare_dir)}")
+    return result
+
+
+def _print_summary(result: CompareResult) -> None:
+    """The table and the transfer gain (results, stdout), then what failed (stderr)."""
     from transferkit.report import summary_table
 
     results.print(summary_table(result))  # the comparison's result: stdout, as `transferkit runs` prints
@@ -116,11 +126,6 @@ def run_compare(
     for s in result.summaries:
         if s.error:
             console.print(f"[red]{s.strategy} failed:[/red] {s.error}", highlight=False, markup=True)
-    if report:
-        from transferkit.report.html import build_report
-
-        console.print(f"report: {build_report(compare_dir)}")
-    return result
 
 
 def _check_strategies(strategies: Sequence[str]) -> list[str]:

@@ -206,8 +206,7 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
         )
     else:
         reasons.append("too few images per class to cross-validate a probe; similarity from LogME alone")
-    if m.pixel_baseline_acc is not None:
-        reasons.append(_baseline_reason(m))
+    reasons += _baseline_reason(m)
     if stages and len(stages) > 1:
         where = m.stage_names[best_stage] if best_stage < len(m.stage_names) else f"stage {best_stage}"
         if best_stage == len(stages) - 1:
@@ -239,8 +238,12 @@ def decide(m: Measurements, optimizer: str = "adamw") -> Advice:
     )  # fmt: skip
 
 
-def _baseline_reason(m: Measurements) -> str:
+def _baseline_reason(m: Measurements) -> list[str]:
     """What no transfer gets: the raw-pixel SVM against the frozen-feature probe, on the same sample."""
+    return [] if m.pixel_baseline_acc is None else [_baseline_sentence(m)]
+
+
+def _baseline_sentence(m: Measurements) -> str:
     pixels = f"a classical RBF-SVM on the raw pixels reaches {100 * m.pixel_baseline_acc:.1f}% (cross-validated)"
     if m.probe_acc is None:
         return pixels + ": the bar transfer has to clear"

@@ -104,15 +104,18 @@ def evaluate_baseline(
     if list(source.classes) != list(classes):
         raise ValueError(f"{source.name}: classes {source.classes} differ from the run's classes {classes}")
     chosen = next(f for f in record["fits"] if f["name"] == record["chosen"])
-    with np.load(run_dir / _INPUTS_FILE, allow_pickle=False) as saved:
-        estimator = make_estimator(chosen["model"], chosen["C"]).fit(saved["x"], saved["y"])
+    from threadpoolctl import threadpool_limits
+
+    with np.load(run_dir / _INPUTS_FILE, allow_pickle=False) as saved, threadpool_limits(limits=1):
+        estimator = make_estimator(chosen["model"], chosen["C"]).fit(saved["x"], saved["y"])  # as it was fitted
     if chosen["inputs"] == "pixels":
         x = pixel_inputs(source, PixelSpec(**record["pixels"]))
     elif features is None:
         raise ValueError(f"{run_dir}: the chosen baseline {chosen['name']} takes the backbone's features; pass them")
     else:
         x = features
-    predicted = estimator.predict(x)
+    with threadpool_limits(limits=1):
+        predicted = estimator.predict(x)
     return classification_metrics(np.asarray(source.labels), predicted, list(classes)), predicted
 
 
