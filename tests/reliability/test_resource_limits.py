@@ -40,3 +40,13 @@ def test_small_runs_fit(px, batch):
     estimate = memory.estimate_memory(model, px, batch, trains_backbone=True)
     assert 0 < estimate.total < 200_000_000
     memory.check_memory(estimate, model.conv_stem.weight.device, px)  # this machine has far more than that
+
+
+def test_a_model_of_one_input_size_is_measured_at_that_size_and_keeps_its_modes():
+    import timm
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3)  # fixed 224 px input
+    model.blocks[0].eval()
+    estimate = memory.estimate_memory(model, 224, 8, trains_backbone=True)
+    assert estimate is not None and estimate.per_image > 0
+    assert model.training and not model.blocks[0].training and model.blocks[1].training

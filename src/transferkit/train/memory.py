@@ -47,13 +47,34 @@ class MemoryEstimate:
         return max(0, (limit - self.parameters) // max(self.per_image, 1))
 
 
-def estimate_memory(model: nn.Module, image_size: int, batch_size: int, *, trains_backbone: bool) -> MemoryEstimate:
+def estimate_memory(
+    model: nn.Module, image_size: int, batch_size: int, *, trains_backbone: bool
+) -> MemoryEstimate | None:
     """About how much memory a training step of `model` at `image_size` px with `batch_size` images needs.
 
     Args:
         trains_backbone: Whether gradients flow through the backbone (every layer's output is kept for the backward
             pass); False for a linear probe, whose frozen passes hold about two layers' outputs at a time.
+
+    Returns:
+        The estimate; None when the model cannot run on a probe image (its training will say why).
     """
+    # A model built for one input size (a ViT's position embeddings) takes only that: measured there instead.
+    for probe in dict.fromkeys((min(image_size, _PROBE_PX), image_size)):
+        try:
+            layers = _layer_bytes(model, probe)
+        except Exception:  # noqa: BLE001 - any failure of a probe forward pass only means "try the real size"
+            continue
+        scale = (image_size / probe) ** 2
+        per_image = int((sum(layers) if trains_backbone else 2 * max(layers, default=0)) * scale)
+        n_params = sum(p.numel() for p in model.parameters())
+        parameters = n_params * 4 * (4 if trains_backbone else 1)  # weights, gradients, two Adam moments
+        return MemoryEstimate(per_image * batch_size, per_image, parameters, batch_size)
+    return None
+
+
+def _layer_bytes(model: nn.Module, probe: int) -> list[int]:
+    """The output size in bytes of every leaf module for one `probe` px image."""
     layers: list[int] = []
 
     def record(module, inputs, output) -> None:
@@ -62,8 +83,7 @@ def estimate_memory(model: nn.Module, image_size: int, batch_size: int, *, train
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     hooks = [m.register_forward_hook(record) for m in leaves]
-    was_training = model.training
-    probe = min(image_size, _PROBE_PX)
+    modes = [(m, m.training) for m in model.modules()]  # frozen parts may be in eval mode on purpose
     try:
         model.eval()
         device = next(model.parameters()).device
@@ -72,12 +92,9 @@ def estimate_memory(model: nn.Module, image_size: int, batch_size: int, *, train
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
-    scale = (image_size / probe) ** 2
-    per_image = int((sum(layers) if trains_backbone else 2 * max(layers, default=0)) * scale)
-    n_params = sum(p.numel() for p in model.parameters())
-    parameters = n_params * 4 * (4 if trains_backbone else 1)  # weights, gradients, two Adam moments
-    return MemoryEstimate(per_image * batch_size, per_image, parameters, batch_size)
+        for module, training in modes:
+            module.training = training
+    return layers
 
 
 def available_memory(device: torch.device) -> tuple[int, str] | None:

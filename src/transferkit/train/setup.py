@@ -236,7 +236,8 @@ def check_fits(config: TrainConfig, session: Session, run_model: RunModel, phase
     trains_backbone = any(not phase.probe or not config.feature_cache for phase in phases)
     batch = max(1, config.batch_size // session.dist.world_size)  # each process holds its share of the batch
     estimate = estimate_memory(run_model.model, size, batch, trains_backbone=trains_backbone)
-    check_memory(estimate, session.device, size)
+    if estimate is not None:
+        check_memory(estimate, session.device, size)
 
 
 def step_settings(
