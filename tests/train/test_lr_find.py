@@ -68,6 +68,13 @@ def test_groups_follow_the_strategy():
     assert gradient_phase(get_strategy("linear-probe"), _config("linear-probe", head_solver="minibatch")).probe
 
 
+def test_the_minibatch_probe_sweeps_its_head_on_cached_features(image_folder):
+    found = find_lr(_config("linear-probe", head_solver="minibatch"), from_folder(image_folder))
+    assert found.phase == "probe" and set(found.group_multipliers) == {"head", "head-no-decay"}
+    assert found.group_multipliers["head"] == pytest.approx(10.0)  # the probe's head at x head_lr_mult
+    assert found.suggestion in found.lrs
+
+
 def test_lr_auto_trains_exactly_as_the_suggested_rate(tmp_path, image_folder, monkeypatch):
     """The test leaves weights, BatchNorm statistics and RNGs as they were: --lr auto is --lr <suggestion>."""
     real = train_setup.build_model

@@ -26,6 +26,7 @@ from transferkit.strategies import Phase, Strategy
 from transferkit.train._depthwise import fast_depthwise
 from transferkit.train._kernel_choices import KernelChoices
 from transferkit.train._loaders import LoaderFactory
+from transferkit.train._probe import probe_features
 from transferkit.train._rng import capture_rng, restore_rng
 from transferkit.train.distributed import DistContext
 from transferkit.train.loop import StepSettings
@@ -228,22 +229,31 @@ def range_test(
     phase = gradient_phase(strategy, config)
     model, device = run_model.model, settings.device
     loaders = LoaderFactory(config, run_model.preprocessing, settings.dist, device)
-    loader, _ = loaders.images(data.train, True)
+    probe = phase.probe and config.feature_cache
+    if probe:  # as the phase trains: the head steps on the frozen backbone's features, extracted once (cached)
+        feats, labels, vfeats, vlabels = probe_features(model, config, run_model.preprocessing, data.train, data.val)
+        loader, _, _ = loaders.tensors((feats, labels), (vfeats, vlabels), shard=True, val_batch=256)
+        module = model.get_classifier()
+    else:
+        loader, _ = loaders.images(data.train, True)
+        module = model
     if steps is None:
         steps = min(config.lr_find_steps, max(MIN_STEPS, EPOCHS * len(loader)))
     saved = _Saved(model)
     try:
         apply_freeze(model, phase.freeze.plan(model))
         groups = param_groups(
-            model, head_keys(model), base_lr=phase.lr * start_lr, head_lr_mult=phase.head_lr_mult,
-            weight_decay=config.weight_decay,
+            module, [] if probe else head_keys(model), base_lr=phase.lr * start_lr,
+            head_lr_mult=1.0 if probe else phase.head_lr_mult, weight_decay=config.weight_decay,
         )  # fmt: skip
+        if probe:  # only the head trains; say so in the figure
+            groups = [{**g, "name": g["name"].replace("backbone", "head")} for g in groups]
         multipliers = {g["name"]: g["lr"] / start_lr for g in groups}
         optimizer = build_optimizer(groups, config)
         growth = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-        enabled = config.fast_depthwise and device.type == "cpu"
+        enabled = config.fast_depthwise and device.type == "cpu" and not probe
         with fast_depthwise(model, enabled, kernels):
-            lrs, losses, smoothed, stopped = _sweep(model, loader, optimizer, settings, steps, start_lr, growth)
+            lrs, losses, smoothed, stopped = _sweep(module, loader, optimizer, settings, steps, start_lr, growth)
     finally:
         saved.restore(model)
     if len(smoothed) < 3:
