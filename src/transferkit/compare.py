@@ -194,6 +194,8 @@ def _train_one(
     from transferkit.evaluate import evaluate_run
     from transferkit.report import evaluate_and_save
     from transferkit.report.plots import plot_curves, plot_run_lr_find
+    from transferkit.tracking import open_loggers
+    from transferkit.tracking.run_files import finish_run
 
     run = StrategyRun(config.strategy, sub.as_posix(), fold)
     path = compare_dir / sub
@@ -203,7 +205,8 @@ def _train_one(
             from transferkit.advise.auto import resolve_auto
 
             config = resolve_auto(config, train, path)
-        trained = train_run(config, train, val, run_dir=path)
+        loggers = open_loggers(config.log, path, config.to_dict())
+        trained = train_run(config, train, val, run_dir=path, listeners=[loggers.log_epoch])
         run.trainable_params, run.best_val_acc, run.best_epoch = (
             trained.trainable_params,
             trained.best_val_acc,
@@ -227,6 +230,14 @@ def _train_one(
             run.test_acc = metrics.accuracy
             RunDir(path).update_summary(test_acc=metrics.accuracy)
             console.print(f"test accuracy {100 * metrics.accuracy:.2f}% on {metrics.n} images")
+        split = run.eval_split
+        finish_run(
+            loggers,
+            path,
+            {"best_val_acc": trained.best_val_acc, f"{split}_acc": metrics.accuracy,
+             f"{split}_balanced_acc": metrics.balanced_accuracy, f"{split}_macro_f1": metrics.macro_f1},
+            path / split / "confusion.png",
+        )  # fmt: skip
     except Exception as exc:  # one broken strategy must not cost the others their results
         path.mkdir(parents=True, exist_ok=True)
         (path / "error.txt").write_text(traceback.format_exc())

@@ -167,6 +167,9 @@ class TrainConfig:
     """Seed for splits, initialisation and data order."""
     patience: int | None = None
     """Early stopping: stop after this many epochs without a better validation accuracy."""
+    log: str | None = None
+    """Also log to tensorboard (RUN/tensorboard event files), mlflow ($MLFLOW_TRACKING_URI, else ./mlruns), or both
+    (comma-separated); optional extras: pip install 'transferkit[tracking]'. metrics.jsonl stays the record."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda[:N]."""
     # --- speed ---
@@ -257,6 +260,13 @@ class TrainConfig:
         for name, allowed in (("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS), ("select_by", SELECT_BY)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.log is not None:
+            from transferkit.tracking import TrackingError, parse_log
+
+            try:
+                parse_log(self.log)
+            except TrackingError as exc:
+                raise ConfigError(str(exc)) from None
         if self.recipe not in ("auto", *RECIPES):
             raise ConfigError(f"recipe {self.recipe!r}: choose auto or one of {', '.join(RECIPES)}")
         if self.time_budget is not None:

@@ -11,6 +11,8 @@ from transferkit._console import console
 from transferkit.config import TrainConfig
 from transferkit.data import DataError, ImageSource, from_folder
 from transferkit.evaluate import ClassificationMetrics, evaluate_run, predict_images
+from transferkit.tracking import Loggers, open_loggers
+from transferkit.tracking.run_files import finish_run
 from transferkit.train.distributed import init_distributed
 from transferkit.train.rundir import RunDir, new_run_dir, remove_unstarted
 from transferkit.train.runner import RunResult, train_run
@@ -87,7 +89,10 @@ class Finetuner:
                 from transferkit.advise.auto import resolve_auto
 
                 config = resolve_auto(config, self.train, path, resume=resume)
-            self.result = train_run(config, self.train, self.val, run_dir=path, resume=resume)
+            loggers = open_loggers(config.log, path, config.to_dict()) if dist.is_main else Loggers([])
+            self.result = train_run(
+                config, self.train, self.val, run_dir=path, resume=resume, listeners=[loggers.log_epoch]
+            )
         except BaseException:
             # A start that failed in its setup leaves no folder for `--resume auto` to mistake for the newest run.
             if created and dist.is_main:
@@ -104,6 +109,16 @@ class Finetuner:
             console.print(
                 f"test accuracy {100 * self.test_metrics.accuracy:.2f}% on {self.test_metrics.n} images{skipped}"
             )
+        if loggers:
+            figures = {"best_val_acc": self.result.best_val_acc}
+            if self.test_metrics is not None:
+                m = self.test_metrics
+                figures |= {
+                    "test_acc": m.accuracy,
+                    "test_balanced_acc": m.balanced_accuracy,
+                    "test_macro_f1": m.macro_f1,
+                }
+            finish_run(loggers, path, figures, path / "test" / "confusion.png" if self.test_metrics else None)
         return self.result
 
     def _screened_test(self) -> tuple[ImageSource, int]:

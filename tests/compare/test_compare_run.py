@@ -96,11 +96,11 @@ def test_a_failing_strategy_does_not_stop_the_others(tmp_path, monkeypatch, make
     seen_val = []
     real_train_run = compare_module.train_run
 
-    def train_run(config, train, val, *, run_dir):
+    def train_run(config, train, val, *, run_dir, **options):
         seen_val.append((config.strategy, val.fingerprint(), len(train)))
         if config.strategy == "full":
             raise RuntimeError("boom")
-        return real_train_run(config, train, val, run_dir=run_dir)
+        return real_train_run(config, train, val, run_dir=run_dir, **options)
 
     monkeypatch.setattr(compare_module, "train_run", train_run)
     # partial --freeze 99 fails for real: the tiny ResNet has 5 stages.

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from transferkit._console import console
-from transferkit._figures import class_figures
+from transferkit._figures import balanced_accuracy, confusion_counts, macro_f1
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.train._tracker import PhaseContext, Tracker
@@ -134,5 +134,9 @@ def lbfgs_epochs(
         previous = figures
         if start_epoch is not None and epoch < start_epoch:
             continue
-        balanced, f1 = class_figures(vlabels.numpy(), head.logits(vfeats).argmax(1).numpy(), head.linear.out_features)
-        yield EpochResult(epoch, name, *figures, 1.0, time.perf_counter() - began, 0, balanced, f1)
+        n = head.linear.out_features
+        confusion = confusion_counts(vlabels.numpy(), head.logits(vfeats).argmax(1).numpy(), n)
+        yield EpochResult(
+            epoch, name, *figures, 1.0, time.perf_counter() - began, 0, balanced_accuracy(confusion),
+            macro_f1(confusion), confusion.tolist(),
+        )  # fmt: skip

@@ -6,6 +6,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -65,6 +66,8 @@ class Tracker:
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
         self.best_score = -1.0
         """The best epoch's `select_by` figure (its accuracy is `best_acc`)."""
+        self.listeners: list[Callable[[dict, dict[str, float], list | None], None]] = []
+        """Called (on rank 0) with each epoch's row, each parameter group's rate and the validation confusion."""
         self.deadline: float | None = None
         """perf_counter() time by which training should end (time budget); None: no limit."""
         self.final_epoch = 0
@@ -110,6 +113,9 @@ class Tracker:
     def __call__(self, result: EpochResult) -> bool:
         if self.dist.is_main:
             self.run.append_metrics(result.to_dict())
+            lrs = self._group_lrs()
+            for listener in self.listeners:  # experiment loggers: a copy of the row metrics.jsonl just got
+                listener(result.to_dict(), lrs, result.confusion)
         # A diverged epoch (NaN loss, often with a chance-level accuracy) must never become `best`.
         score = float(getattr(result, self._field))
         finite = math.isfinite(result.val_loss) and math.isfinite(result.val_acc) and math.isfinite(score)
@@ -150,6 +156,12 @@ class Tracker:
         if self.interrupted:
             self._stop_for_interrupt()
         return self.stopped
+
+    def _group_lrs(self) -> dict[str, float]:
+        if self.phase is None:
+            return {}
+        groups = self.phase.optimizer.param_groups
+        return {str(g.get("name", f"group{i}")): float(g["lr"]) for i, g in enumerate(groups)}
 
     def save_state(self, epoch: int, progress: EpochProgress) -> None:
         """Write the resumable `last` set: weights, optimiser, scheduler, RNGs, position and best-so-far."""

@@ -49,9 +49,13 @@ class EpochResult:
     """Mean per-class recall on the validation data."""
     val_macro_f1: float = float("nan")
     """Mean per-class F1 on the validation data."""
+    confusion: list[list[int]] | None = field(default=None, repr=False, compare=False)
+    """The validation confusion matrix (for experiment loggers; not written to metrics.jsonl)."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        row = asdict(self)
+        row.pop("confusion")
+        return row
 
 
 @dataclass
@@ -269,7 +273,7 @@ def fit(
         seconds = seconds_before + time.perf_counter() - began
         result = EpochResult(
             epoch, phase, train_loss, train_acc, val_loss, val_acc, progress.lr, seconds, progress.skipped_steps,
-            balanced_accuracy(confusion), macro_f1(confusion),
+            balanced_accuracy(confusion), macro_f1(confusion), confusion.tolist(),
         )  # fmt: skip
         results.append(result)
         if on_epoch is not None and on_epoch(result):

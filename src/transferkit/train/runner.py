@@ -62,6 +62,7 @@ def train_run(
     *,
     run_dir: str | Path,
     resume: bool | str | Path = False,
+    listeners: list[Callable[[dict, dict[str, float], list | None], None]] | None = None,
 ) -> RunResult:
     """Fine-tune `config.backbone` on `train_source` with `config.strategy` and write everything to `run_dir`.
 
@@ -73,6 +74,8 @@ def train_run(
         resume: Continue the interrupted run in `run_dir` from its `last` training state, exactly where it
             stopped (same sample order, RNG states, optimiser). True reads `last`, falling back to `last.prev`
             with a warning when `last` is damaged; a path to one file of a checkpoint set reads that set only.
+        listeners: Called after each epoch with its metrics.jsonl row, each parameter group's learning rate and
+            the validation confusion matrix (experiment loggers, `transferkit.tracking`).
     """
     start = time.perf_counter()
     if config.strategy == "auto":
@@ -92,6 +95,7 @@ def train_run(
     check_fits(config, session, run_model, phases)
     meta, plan = write_run_files(config, session, data, run_model, phases[0])
     tracker, history = setup_tracker(config, session, data, run_model.model, meta)
+    tracker.listeners = list(listeners or [])
 
     runner = run_phases(config, session, data, run_model, settings, tracker, phases)
 
