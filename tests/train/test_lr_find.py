@@ -108,7 +108,7 @@ def test_lr_find_command_writes_the_png(tmp_path, image_folder, capsys):
     out = json.loads(capsys.readouterr().out)
     with Image.open(out["png"]) as png:
         assert png.format == "PNG" and png.size[0] > 300
-    assert out["suggestion"] in out["lrs"] and out["rule"] == "valley"
+    assert out["suggestion"] in out["lrs"] and out["rule"] == "minimum"
     assert main([*args[:-1], "--strategy", "linear-probe"]) == 2  # no rate to find: a clear error
     assert "L-BFGS" in capsys.readouterr().err
 

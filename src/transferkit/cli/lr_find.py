@@ -7,7 +7,7 @@ import argparse
 from transferkit.cli._config_args import add_config_arguments, config_from_args
 from transferkit.cli._data_args import add_data_arguments, load_sources
 
-RULES = ("valley", "steepest", "minimum")  # as transferkit.train.lr_find.RULES, without importing torch for --help
+RULES = ("minimum", "valley", "steepest")  # as transferkit.train.lr_find.RULES, without importing torch for --help
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rule",
         choices=RULES,
-        default="valley",
-        help="how the rate is read off the smoothed curve: valley (half-way down the longest fall, fastai's "
-        "default), steepest (fastest fall per decade) or minimum (a tenth of the rate at the lowest loss)",
+        default="minimum",
+        help="how the rate is read off the smoothed curve: minimum (a tenth of the rate at the lowest loss; the "
+        "default), valley (half-way down the longest fall, fastai's default) or steepest (fastest fall per decade)",
     )
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first --lr of the sweep (default: 1e-7)")
     parser.add_argument(
