@@ -31,7 +31,9 @@ def auto_image_size(source_sizes: dict, backbone_size: int) -> int:
     Upsampling a 28 px image to 224 px adds no information but costs ~5x the compute of 96 px. Measured
     on Fashion-MNIST (EfficientNet-Lite0 linear probe, 100 images per class, 2,000 test images):
     64 px 77.5%, 96 px 80.0%, 128 px 81.3%. So sources whose largest side is small get about 3.5x their
-    side, rounded to a multiple of 32, at least 64 px and never more than the backbone's own size.
+    side, rounded to a multiple of 32, at least 64 px and never more than the backbone's own size. Measured again
+    end to end (`bench/newcomer.py`, 28 px PNGs, engine auto): 96 / 128 / 160 / 192 px gave 81.0 / 82.4 / 83.75 /
+    84.05% in 1.0 / 1.3 / 1.8 / 2.5x the time; accuracy per second is best at 96 px (BENCHMARKS.md).
 
     Args:
         source_sizes: ``ImageSource.describe()["image_sizes"]`` (max_width / max_height of a sample).
