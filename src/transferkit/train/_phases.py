@@ -22,6 +22,7 @@ from transferkit.train._probe import probe_features, run_lbfgs_phase
 from transferkit.train._rng import restore_rng
 from transferkit.train._tracker import PhaseContext, Tracker
 from transferkit.train.checkpoint import CheckpointError
+from transferkit.train.features import augmented_features
 from transferkit.train.loop import EpochProgress, EpochResult, StepSettings, fit
 from transferkit.train.optim import build_optimizer, build_scheduler, param_groups
 from transferkit.train.setup import RunData, RunModel, Session
@@ -98,8 +99,20 @@ class PhaseRunner:
         features = self._probe_features()
         return run_lbfgs_phase(
             self.model, features, self.config, self.tracker, index=index, name=phase.name, epochs=phase.epochs,
-            first_epoch=phase.first_epoch, start_epoch=first,
+            first_epoch=phase.first_epoch, start_epoch=first, fit_on=self._augmented(phase, features),
         )  # fmt: skip
+
+    def _augmented(self, phase: Phase, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+        """Clean and augmented training features with their labels, for a probe that a fine-tune phase follows."""
+        config = self.config
+        if not (phase.augmented_views and config.augment) or self.features is not None:
+            return None
+        extra = augmented_features(
+            self.model, self.data.train, self.run_model.preprocessing, augmentation=config.augmentation or
+            "resized-crop", views=phase.augmented_views, seed=config.seed,
+        )  # fmt: skip
+        labels = features[1]
+        return torch.cat([features[0], torch.from_numpy(extra)]), labels.repeat(phase.augmented_views + 1)
 
     def _train(self, index: int, phase: Phase, final: Phase, mid_phase: bool) -> list[EpochResult]:
         """A phase of gradient steps: budget, schedule, resume, then `fit`."""

@@ -69,8 +69,12 @@ def run_lbfgs_phase(
     epochs: int,
     first_epoch: int,
     start_epoch: int,
+    fit_on: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[EpochResult]:
     """Fit the model's head by L-BFGS, one chunk of iterations per "epoch", each logged like an epoch.
+
+    `fit_on` (features, labels) replaces the training features in the fit (e.g. clean and augmented views
+    together); the logged training figures stay those of the clean training features.
 
     After every chunk the folded head is copied into the model's classifier and handed to `tracker`
     (metrics, best and last checkpoints, early stopping). The solve is deterministic, so a resumed run
@@ -79,14 +83,15 @@ def run_lbfgs_phase(
     feats, labels, vfeats, vlabels = data
     classifier = model.get_classifier()
     n_classes = classifier.out_features
-    weight = balanced_class_weights(labels, n_classes) if config.class_weights == "balanced" else None
     if config.sampler == "balanced":
         console.print(
             f"{name}: the L-BFGS head solve sees every image once per iteration, so --sampler balanced does not apply "
             "to it (--class-weights balanced does)"
         )
+    fit_x, fit_y = fit_on if fit_on is not None else (feats, labels)
+    weight = balanced_class_weights(fit_y, n_classes) if config.class_weights == "balanced" else None
     head = LbfgsHead(
-        feats, labels, n_classes, l2=config.head_l2, label_smoothing=config.label_smoothing, class_weights=weight
+        fit_x, fit_y, n_classes, l2=config.head_l2, label_smoothing=config.label_smoothing, class_weights=weight
     )
     # The tracker saves an optimiser and a scheduler with every state; L-BFGS has a fixed step size of 1.
     scheduler = torch.optim.lr_scheduler.LambdaLR(head.optimizer, lambda _: 1.0)

@@ -19,7 +19,14 @@ from transferkit.engines import feature_runner
 from transferkit.engines.features import CHUNK
 from transferkit.train._interrupt import stop_if_requested
 
-__all__ = ["batch_of", "cached_features", "extract_features", "extract_source_features", "extractor_key"]
+__all__ = [
+    "augmented_features",
+    "batch_of",
+    "cached_features",
+    "extract_features",
+    "extract_source_features",
+    "extractor_key",
+]
 
 
 @torch.inference_mode()
@@ -156,6 +163,49 @@ def cached_features(
 def batch_of(source: ImageSource, pre: Preprocessing, rows: range) -> torch.Tensor:
     """Images `rows` of `source` preprocessed for evaluation, one float32 NCHW batch, as the feature path makes it."""
     return _BatchMaker(source, pre)(rows)
+
+
+@torch.inference_mode()
+def augmented_features(
+    model: nn.Module,
+    source: ImageSource,
+    pre: Preprocessing,
+    *,
+    augmentation: str,
+    views: int,
+    seed: int,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Pooled features of `views` augmented passes over `source` (rows: pass 1's images in order, then pass 2's...).
+
+    Each pass draws its crops and flips from the training transform under its own seed, in a forked RNG, so the
+    features are the same on every call (a resumed run replays them) and the caller's random state is untouched.
+    """
+    from transferkit.data.transforms import build_transforms
+
+    transform = build_transforms(pre, train=True, augment=True, augmentation=augmentation)
+    was_training = model.training
+    model.eval()
+    out = np.empty((views * len(source), int(model.num_features)), np.float32)
+    rows = [range(i, min(i + batch_size, len(source))) for i in range(0, len(source), batch_size)]
+    try:
+        with torch.random.fork_rng(devices=[]), progress() as bar:
+            task = bar.add_task("augmented features", total=views * len(rows), status="")
+            for view in range(views):
+                torch.manual_seed(seed * 1000 + view)
+                for batch in rows:
+                    stop_if_requested("feature extraction")
+                    x = torch.stack([transform(source.load(i)) for i in batch]).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                    start = view * len(source)
+                    out[start + batch.start : start + batch.stop] = (
+                        model.forward_head(model.forward_features(x), pre_logits=True).float().numpy()
+                    )
+                    bar.update(task, advance=1)
+    finally:
+        model.train(was_training)
+    return out
 
 
 class _BatchMaker:
