@@ -8,6 +8,7 @@ has depthwise convolutions whose kernels a resume must take from the run's recor
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -38,49 +39,70 @@ def _train_args(data: Path, out: Path, name: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _fork_cli(argv: list[str], log: Path, *, kill_at_step: int = 0, kill_at_replace: int = 0, sigint_at: int = 0):
-    """Run the CLI in a child process; returns (pid, wait) where wait() gives the raw exit status."""
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 99
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            sys.stdout = sys.stderr = open(fd, "w", buffering=1)  # noqa: SIM115 - the child exits with it open
-            from transferkit.train import _tracker, checkpoint
+def _child(argv: list[str], log: Path, *, kill_at_step: int = 0, kill_at_replace: int = 0, sigint_at: int = 0):
+    """The body of a training child: the CLI with its kill hooks; never returns."""
+    code = 99
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = sys.stderr = open(fd, "w", buffering=1)  # noqa: SIM115 - the child exits with it open
+        from transferkit.train import _tracker, checkpoint
 
-            steps = {"n": 0}
-            original_on_step = _tracker.Tracker.on_step
+        steps = {"n": 0}
+        original_on_step = _tracker.Tracker.on_step
 
-            def on_step(self, epoch, progress):
-                original_on_step(self, epoch, progress)
-                steps["n"] += 1
-                if steps["n"] == kill_at_step:
+        def on_step(self, epoch, progress):
+            original_on_step(self, epoch, progress)
+            steps["n"] += 1
+            if steps["n"] == kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if steps["n"] == sigint_at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        _tracker.Tracker.on_step = on_step
+        if kill_at_replace:
+            replaces = {"n": 0}
+            real_replace = os.replace
+
+            def replace(src, dst):
+                replaces["n"] += 1
+                if replaces["n"] == kill_at_replace:
                     os.kill(os.getpid(), signal.SIGKILL)
-                if steps["n"] == sigint_at:
-                    os.kill(os.getpid(), signal.SIGINT)
+                real_replace(src, dst)
 
-            _tracker.Tracker.on_step = on_step
-            if kill_at_replace:
-                replaces = {"n": 0}
-                real_replace = os.replace
+            checkpoint.os = _OsProxy(replace)
+        code = main(argv)
+    except BaseException:  # noqa: BLE001 - report anything, never unwind into the parent's test
+        import traceback
 
-                def replace(src, dst):
-                    replaces["n"] += 1
-                    if replaces["n"] == kill_at_replace:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    real_replace(src, dst)
+        traceback.print_exc()
+    finally:
+        os._exit(code)
 
-                checkpoint.os = _OsProxy(replace)
-            code = main(argv)
-        except BaseException:  # noqa: BLE001 - report anything, never unwind into the parent's test
-            import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
+def _zygote(conn) -> None:
+    """Fork each training child from this process, started when the module was imported: forked from the test
+    process itself, a child would inherit what earlier tests left there (a feature engine's thread pool that
+    exists only in the parent), and could hang on it."""
+    try:
+        while True:
+            argv, log, kill, env = conn.recv()
+            pid = os.fork()
+            if pid == 0:
+                conn.close()
+                os.environ.update(env)
+                _child(argv, log, **kill)
+            conn.send(pid)
+            conn.send(os.waitpid(pid, 0)[1])
+    finally:  # the test process has gone (EOF), or anything else: never unwind into pytest
+        os._exit(0)
+
+
+def _fork_cli(argv: list[str], log: Path, **kill) -> int:
+    """Start the CLI in a child process (with the kill hooks of `_child`); returns its pid, for `_wait`."""
+    _conn.send((argv, log, kill, {"TRANSFERKIT_CACHE": os.environ["TRANSFERKIT_CACHE"]}))
+    return _conn.recv()
 
 
 class _OsProxy:
@@ -94,14 +116,11 @@ class _OsProxy:
 
 
 def _wait(pid: int, timeout: float = 240.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.02)
+    """The raw exit status of the child `pid`; it is killed when it runs past `timeout` seconds."""
+    if _conn.poll(timeout):
+        return _conn.recv()
     os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    _conn.recv()
     raise AssertionError("training child did not finish")
 
 
@@ -236,3 +255,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(reference, image_folder, tmp_path):
     status = _run([*argv, "--resume", "auto"], tmp_path / "run.log")
     assert os.waitstatus_to_exitcode(status) == 0
     _assert_same_run(reference["full"], tmp_path / "full-001", f"Ctrl-C after step {step}")
+
+
+# Last, so that the zygote has every function above.
+_conn, _zygote_end = multiprocessing.Pipe()
+if os.fork() == 0:
+    _conn.close()
+    _zygote(_zygote_end)
+_zygote_end.close()
