@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,10 +131,25 @@ def feature_runner(
 
 
 _CHOSEN: dict[tuple[str, str], FeatureRunner] = {}
+_MNN_BEFORE_FORK = False
+"""This process was forked from one that had loaded MNN: MNN's thread pool does not survive a fork (a forked
+child running it waited forever in the test suite), so auto leaves MNN out here."""
+
+
+def _after_fork_in_child() -> None:
+    global _MNN_BEFORE_FORK
+    _CHOSEN.clear()  # the parent's runtimes hold its threads
+    _MNN_BEFORE_FORK = _MNN_BEFORE_FORK or "MNN" in sys.modules
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _auto(model: nn.Module, size: int, sample: torch.Tensor, folder: Path, key: str) -> FeatureRunner:
     packages = installed_engines()
+    forked = _MNN_BEFORE_FORK and packages.pop("mnn", None) is not None
+    if forked:
+        console.print("engine mnn: left out, this process was forked from one that had loaded MNN")
     if not packages:
         console.print(
             "feature engine: torch (onnxruntime or MNN would run the frozen backbone several times faster: "
@@ -152,8 +168,9 @@ def _auto(model: nn.Module, size: int, sample: torch.Tensor, folder: Path, key: 
         return _open(record.chosen, folder / record.file)
     chosen, record = _choose(list(packages), model, size, sample, folder, key, strict=False)
     record.packages = packages
-    folder.mkdir(parents=True, exist_ok=True)
-    record.write(folder, key)
+    if not forked:  # a choice without MNN is not the machine's choice
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write(folder, key)
     return chosen
 
 
