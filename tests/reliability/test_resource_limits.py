@@ -8,6 +8,11 @@ from transferkit.cli import main
 from transferkit.train import memory
 
 
+def _one_line(text: str) -> str:
+    """Console output with its line wrapping undone (the width, and so the breaks, depend on the paths)."""
+    return " ".join(text.split())
+
+
 def _train(image_folder, out, *extra: str) -> int:
     return main(
         ["train", str(image_folder), "--backbone", "tiny_effnet", "--strategy", "full", "--epochs", "1",
@@ -17,7 +22,7 @@ def _train(image_folder, out, *extra: str) -> int:
 
 def test_an_absurd_image_size_is_a_config_error(image_folder, tmp_path, capsys):
     assert _train(image_folder, tmp_path, "--image-size", "100000") == 2
-    err = capsys.readouterr().err
+    err = _one_line(capsys.readouterr().err)
     assert "image_size must be between 16 and 2048" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
 
@@ -26,7 +31,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_with_the_estimate(image_fold
     # A machine with 200 MB to spare: 32 images of 512 px through the tiny EfficientNet need gigabytes.
     monkeypatch.setattr(memory, "available_memory", lambda device: (200_000_000, "available memory (MemAvailable)"))
     assert _train(image_folder, tmp_path, "--image-size", "512", "--batch-size", "32") == 2
-    err = capsys.readouterr().err
+    err = _one_line(capsys.readouterr().err)
     assert "not enough memory" in err and "512 px with batch 32" in err, err
     assert "200.0 MB is available memory" in err and "lower --batch-size (at most 2 would fit)" in err, err
     assert not list(tmp_path.iterdir()), "a refused run leaves no run folder"
