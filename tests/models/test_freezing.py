@@ -99,7 +99,7 @@ def test_freeze_modules_never_freezes_the_head_and_must_match_something():
 
 
 def test_unknown_strategy_is_an_error():
-    with pytest.raises(UnknownStrategyError, match="unknown strategy 'half'; choose one of linear-probe"):
+    with pytest.raises(UnknownStrategyError, match="unknown strategy 'half'; choose one of baseline, linear-probe"):
         get_strategy("half")
     with pytest.raises(ConfigError, match="strategy 'half'"):
         TrainConfig(strategy="half")
