@@ -15,7 +15,7 @@ from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.evaluate.metrics import ClassificationMetrics
 from transferkit.strategies import Strategy
-from transferkit.train.features import cached_features
+from transferkit.train.features import run_features
 from transferkit.train.setup import open_session, prepare_data, setup_model
 
 __all__ = ["BaselineOutcome", "evaluate_baseline_run", "run_baseline"]
@@ -96,18 +96,7 @@ def evaluate_baseline_run(
 
 
 def _features(model, config: TrainConfig, source: ImageSource, pre: Preprocessing, what: str) -> np.ndarray:
-    return np.array(
-        cached_features(
-            model,
-            config.backbone,
-            source,
-            pre,
-            cache_dir=config.cache_dir,
-            engine=config.engine,
-            what=what,
-            verify=config.cache_verify,
-        )  # fmt: skip
-    )
+    return np.array(run_features(model, config, source, pre, what))
 
 
 def _parameters(estimator) -> int:

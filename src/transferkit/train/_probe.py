@@ -15,7 +15,7 @@ from transferkit._figures import balanced_accuracy, confusion_counts, macro_f1
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.train._tracker import PhaseContext, Tracker
-from transferkit.train.features import cached_features
+from transferkit.train.features import run_features
 from transferkit.train.imbalance import balanced_class_weights
 from transferkit.train.linear_head import LbfgsHead
 from transferkit.train.loop import EpochResult
@@ -26,7 +26,6 @@ LBFGS_ITERATIONS = 100
 """L-BFGS iterations of a probe phase, spread over its epochs (each epoch at least 20); it stops early once
 converged. On Fashion-MNIST features (800 images, 1,280 dimensions) the solve has converged well before 100."""
 _MIN_PER_EPOCH = 20
-_EXTRACT_BATCH = 64
 # Figures closer than this to the previous chunk's print alike: the solve has converged.
 _SAME = 1e-5
 
@@ -37,17 +36,7 @@ def probe_features(
     """Train and validation features (from the on-disk cache when they are there) and labels."""
 
     def features(source: ImageSource, what: str) -> torch.Tensor:
-        cached = cached_features(
-            model,
-            config.backbone,
-            source,
-            pre,
-            cache_dir=config.cache_dir,
-            engine=config.engine,
-            batch_size=_EXTRACT_BATCH,
-            what=what,
-            verify=config.cache_verify,
-        )
+        cached = run_features(model, config, source, pre, what)
         return torch.from_numpy(np.array(cached))  # a private, writable copy of the memory map
 
     return (

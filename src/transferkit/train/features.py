@@ -21,6 +21,7 @@ from transferkit.train._interrupt import stop_if_requested
 
 __all__ = [
     "augmented_features",
+    "run_features",
     "batch_of",
     "cached_features",
     "extract_features",
@@ -125,6 +126,14 @@ def extract_source_features(
     finally:
         model.train(was_training)
     return out
+
+
+def run_features(model: nn.Module, config, source: ImageSource, pre: Preprocessing, what: str) -> np.ndarray:
+    """`cached_features` with a run's settings (`TrainConfig`: backbone, cache folder and check, engine)."""
+    return cached_features(
+        model, config.backbone, source, pre, cache_dir=config.cache_dir, engine=config.engine, what=what,
+        verify=config.cache_verify,
+    )  # fmt: skip
 
 
 def cached_features(
