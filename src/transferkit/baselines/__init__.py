@@ -5,7 +5,7 @@ C chosen by cross-validation on the training images, on downsampled raw pixels a
 features; validation chooses one. `compare` runs it by default and states the transfer gain over it.
 """
 
-from transferkit.baselines.api import BaselineOutcome, evaluate_baseline_run, run_baseline
+from transferkit.baselines.api import BaselineOutcome, baseline_metrics, run_baseline
 from transferkit.baselines.classical import CLASSICAL_MODELS, ClassicalFit, fit_classical
 from transferkit.baselines.inputs import PIXEL_SIDE, PixelSpec, pixel_inputs
 from transferkit.baselines.run import BaselineRun, is_baseline_run
@@ -16,8 +16,8 @@ __all__ = [
     "BaselineOutcome",
     "BaselineRun",
     "ClassicalFit",
+    "baseline_metrics",
     "PixelSpec",
-    "evaluate_baseline_run",
     "fit_classical",
     "is_baseline_run",
     "pixel_inputs",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from transferkit.strategies import Strategy
 from transferkit.train.features import run_features
 from transferkit.train.setup import open_session, prepare_data, setup_model
 
-__all__ = ["BaselineOutcome", "evaluate_baseline_run", "run_baseline"]
+__all__ = ["BaselineOutcome", "baseline_metrics", "run_baseline"]
 
 
 @dataclass
@@ -73,12 +72,10 @@ def run_baseline(
     return outcome
 
 
-def evaluate_baseline_run(
-    run_dir: str | Path, source: ImageSource, out_dir: str | Path | None = None
-) -> tuple[ClassificationMetrics, Path]:
-    """Score a baseline run's chosen model on `source`; writes metrics.json and confusion.png like `evaluate`."""
+def baseline_metrics(run_dir: str | Path, source: ImageSource) -> ClassificationMetrics:
+    """A baseline run's chosen model, refitted from its saved inputs, scored on `source` (`evaluate_run` writes
+    the files)."""
     from transferkit.models import build_model
-    from transferkit.report.plots import plot_confusion
 
     run_dir = Path(run_dir)
     features = None
@@ -87,12 +84,7 @@ def evaluate_baseline_run(
         model = build_model(config.backbone, len(source.classes), weights_file=config.weights).model
         features = _features(model, config, source, preprocessing_of(run_dir), "test")
     metrics, _ = evaluate_baseline(run_dir, source, features)
-    out = Path(out_dir) if out_dir else run_dir / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"source": source.name, **metrics.to_dict()}, indent=2))
-    title = f"{run_dir.name} on {source.name}: {100 * metrics.accuracy:.2f}% of {metrics.n}"
-    plot_confusion(metrics.confusion, list(source.classes), out / "confusion.png", title)
-    return metrics, out
+    return metrics
 
 
 def _features(model, config: TrainConfig, source: ImageSource, pre: Preprocessing, what: str) -> np.ndarray:

@@ -42,22 +42,23 @@ def evaluate_run(
     from transferkit.baselines.run import is_baseline_run
     from transferkit.report.plots import plot_confusion
 
-    if is_baseline_run(run_dir):
-        from transferkit.baselines import evaluate_baseline_run
+    if is_baseline_run(run_dir):  # a classical model: refitted and scored by the baselines package
+        from transferkit.baselines import baseline_metrics
 
-        return evaluate_baseline_run(run_dir, source, out_dir)
-    run = load_run(run_dir, which)
-    source = _in_run_classes(run, source)
-    source, screened = _screened(run, source, split)
-    logits, labels = run_logits(run, source)
-    metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
-    out = Path(out_dir) if out_dir else run.run_dir / "eval"
+        metrics, classes, screened = baseline_metrics(run_dir, source), list(source.classes), {}
+        run_path = Path(run_dir)
+    else:
+        run = load_run(run_dir, which)
+        source = _in_run_classes(run, source)
+        source, screened = _screened(run, source, split)
+        logits, labels = run_logits(run, source)
+        metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
+        classes, run_path = run.classes, run.run_dir
+    out = Path(out_dir) if out_dir else run_path / "eval"
     out.mkdir(parents=True, exist_ok=True)
     record = {"source": source.name, **metrics.to_dict(), **screened}
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
-    plot_confusion(
-        metrics.confusion, run.classes, out / "confusion.png", f"{source.name}: {100 * metrics.accuracy:.2f}%"
-    )
+    plot_confusion(metrics.confusion, classes, out / "confusion.png", f"{source.name}: {100 * metrics.accuracy:.2f}%")
     return metrics, out
 
 
