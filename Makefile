@@ -38,7 +38,7 @@ data:
 # layers learn at 5e-4 (the head at 10x); scratch keeps the default scratch rate, 1e-3 (2 x 5e-4).
 demo: venv data
 	$(BIN)/transferkit compare --fashion-mnist $(FMNIST_DIR) --per-class 100 --test-limit 10000 \
-		--backbone efficientnet_lite0 --strategies baseline,linear-probe,lp-ft,full,scratch \
+		--backbone efficientnet_lite0 --strategies baseline,linear-probe,lp-ft,full,scratch,auto \
 		--image-size 64 --epochs 6 --lr 5e-4 --scratch-lr-mult 2 --out runs/demo
 
 # Headless Chromium renders the HTML report in a slow test (skipped when /usr/bin/chromium is absent).

@@ -204,7 +204,7 @@ def _train_one(
         if config.strategy == "auto":
             from transferkit.advise.auto import resolve_auto
 
-            config = resolve_auto(config, train, path)
+            config = resolve_auto(config, train, path, val=val)
         loggers = open_loggers(config.log, path, config.to_dict())
         trained = train_run(config, train, val, run_dir=path, listeners=[loggers.log_epoch])
         run.trainable_params, run.best_val_acc, run.best_epoch = (

@@ -161,6 +161,10 @@ class TrainConfig:
     time_budget: str | None = None
     """Plan the epochs to fit this wall time (e.g. 55m, 1h, 900s) after timing a few steps; stop at epoch ends
     when the next epoch would not fit. The best checkpoint is kept either way."""
+    race: bool = True
+    """strategy auto: race short trials of the candidate strategies and the classical baseline on the validation split
+    (successive halving, within 40% of `time_budget` when one is set) and train the winner; --no-race trains the
+    advisor's rule-based plan without measuring."""
     val_fraction: float = 0.2
     """Stratified validation split taken from the training data when no validation set is given."""
     seed: int = 0

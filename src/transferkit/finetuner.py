@@ -85,10 +85,17 @@ class Finetuner:
         path = dist.broadcast(path)  # one numbered directory, chosen by rank 0
         try:
             config = self.config
-            if config.strategy == "auto":  # measure the data first, then train the advised plan (advice.json)
+            if config.strategy == "auto":  # measure (and race) first, then train the chosen plan (advice.json)
                 from transferkit.advise.auto import resolve_auto
 
-                config = resolve_auto(config, self.train, path, resume=resume)
+                if dist.enabled and config.race:  # every process would race on its own: take the rule-based plan
+                    console.print(
+                        "[yellow]warning:[/yellow] strategy auto does not race under torchrun; training the advisor's "
+                        "rule-based plan (race in one process first, then train its winner with torchrun)"
+                    )
+                    config = replace(config, race=False)
+
+                config = resolve_auto(config, self.train, path, val=self.val, resume=resume)
             loggers = open_loggers(config.log, path, config.to_dict()) if dist.is_main else Loggers([])
             self.result = train_run(
                 config, self.train, self.val, run_dir=path, resume=resume, listeners=[loggers.log_epoch]

@@ -58,8 +58,8 @@ def test_bad_input_is_a_clear_error(capsys, image_folder, args, message):
     assert message in err and "Traceback" not in out + err
 
 
-def test_train_strategy_auto_trains_the_advised_plan_and_saves_it(tmp_path, capsys, image_folder):
-    args = ["--backbone", "tiny_resnet", "--epochs", "2", "--batch-size", "8", *TINY]
+def test_train_strategy_auto_no_race_trains_the_advised_plan_and_saves_it(tmp_path, capsys, image_folder):
+    args = ["--backbone", "tiny_resnet", "--epochs", "2", "--batch-size", "8", "--no-race", *TINY]
     code, out, err = _run(capsys, "train", image_folder, "--strategy", "auto", *args, "--out", tmp_path, "--name", "a")
     assert code == 0, out + err
     run = tmp_path / "a-001"

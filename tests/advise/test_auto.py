@@ -1,4 +1,4 @@
-"""``strategy: auto`` through the library: the advised plan is what trains, in train_run and in compare."""
+"""``strategy: auto`` without a race through the library: the advised plan is what trains (test_race.py: with one)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def peaked_advice(monkeypatch):
 
 
 def test_train_run_with_auto_freezes_what_the_advice_says(tmp_path, image_folder, val_folder, peaked_advice):
-    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=1, batch_size=8, device="cpu")
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=1, batch_size=8, device="cpu", race=False)
     with pytest.raises(ValueError, match="resolve_auto"):  # the advice is taken before the runner is called
         train_run(config, from_folder(image_folder), run_dir=tmp_path / "unresolved")
     train = from_folder(image_folder)
@@ -52,7 +52,7 @@ def test_train_run_with_auto_freezes_what_the_advice_says(tmp_path, image_folder
 def test_compare_runs_auto_beside_fixed_strategies(tmp_path, image_folder, val_folder, peaked_advice):
     from transferkit.compare import run_compare
 
-    config = TrainConfig(backbone="tiny_resnet", epochs=1, batch_size=8, image_size=32, device="cpu")
+    config = TrainConfig(backbone="tiny_resnet", epochs=1, batch_size=8, image_size=32, device="cpu", race=False)
     result = run_compare(
         from_folder(image_folder),
         val=from_folder(val_folder),
@@ -67,7 +67,7 @@ def test_compare_runs_auto_beside_fixed_strategies(tmp_path, image_folder, val_f
 
 
 def test_auto_says_the_epochs_that_run_when_the_user_set_them(tmp_path, image_folder, peaked_advice, capsys):
-    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=2, batch_size=8, device="cpu")
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=2, batch_size=8, device="cpu", race=False)
     resolved = resolve_auto(config, from_folder(image_folder), tmp_path / "run")
     advised = json.loads((tmp_path / "run" / "advice.json").read_text())["epochs"]
     assert advised != 2 and resolved.epochs == 2

@@ -150,6 +150,15 @@ class Advice:
             changes["lp_epochs"] = None
         return replace(config, **changes)
 
+    def with_strategy(self, strategy: str, freeze: int | None = None) -> Advice:
+        """This plan for another strategy (a race's winner): its depth, and the epochs the advisor gives it."""
+        if strategy == self.strategy and freeze == self.freeze:
+            return self
+        chosen = get_strategy(strategy)
+        n_train = self.measurements.n_images if self.measurements is not None else 0
+        epochs = _epochs(n_train) if chosen.fine_tunes else _PROBE_EPOCHS
+        return replace(self, strategy=strategy, freeze=freeze if chosen.uses_depth else None, epochs=epochs)
+
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "measurements"}
         data["measurements"] = self.measurements.to_dict() if self.measurements is not None else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transferkit.report import _sections as sections
 from transferkit.report._load import ReportError, load_result
+from transferkit.report._race import race_section
 from transferkit.report._table import summary_table
 
 __all__ = ["ReportError", "build_report", "load_result", "render_report", "summary_table"]
@@ -92,6 +93,7 @@ def render_report(result) -> str:
             sections.summary_section,
             sections.curves_section,
             sections.lr_find_section,
+            race_section,
             sections.confusion_section,
             sections.examples_section,
             sections.load_section,

@@ -1,0 +1,346 @@
+"""``strategy: auto`` measures: short trials of the candidate strategies race on the validation split.
+
+The advisor's rules and LogME are the prior: they order the candidates, prune the ones the measurements rule out
+(a from-scratch run beside pretrained weights; `partial` when the final features are the best stage) and set the
+learning rates every trial uses. Then the race, by successive halving:
+
+1. The candidates whose score does not grow with epochs run once: the classical baseline, and a probe whose head is
+   solved by L-BFGS on cached features. Their validation accuracy is the bar.
+2. The fine-tuning candidates train a short schedule each (the first rung); the better half goes on to a schedule
+   twice as long, and so on until one is left. Every trial is an ordinary short run (its own cosine schedule) in
+   ``RUN/race/<strategy>-<epochs>ep/``; its weights are deleted once it is scored, its curves are kept.
+3. The winner is the candidate with the best validation accuracy, the fine-tuner at its longest trial; a tie goes
+   to the earlier candidate in the prior's order. The run then trains the winner to the end.
+
+With ``--time-budget`` the race spends at most `RACE_SHARE` of it (a trial that its predecessor's pace says would
+not fit is not started) and the final run gets the rest. Without one, the rungs come from the epochs the winner
+will train: the longest trial is half of them. Everything is recorded in ``advice.json`` (``race``), printed, and
+shown in the report.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from transferkit._console import console
+from transferkit.config import TrainConfig, parse_duration
+from transferkit.data import ImageSource
+from transferkit.strategies import compare_defaults, get_strategy, strategy_names
+
+__all__ = ["RACE_DIR", "RACE_SHARE", "Entrant", "Race", "Trial", "plan_race", "rungs_for", "run_race"]
+
+RACE_DIR = "race"
+RACE_SHARE = 0.4
+"""Share of ``--time-budget`` the race may spend; the winner's final run gets what is left."""
+_WEIGHT_FILES = ("*.safetensors", "*.pt", "*.pth")
+
+
+@dataclass
+class Trial:
+    """One short run of a candidate: its schedule, validation curve and cost."""
+
+    epochs: int | None
+    """Epochs trained (None for the classical baseline)."""
+    val_acc: float
+    seconds: float
+    curve: list[float] = field(default_factory=list)
+    """Validation accuracy after each epoch."""
+    run_dir: str = ""
+
+
+@dataclass
+class Entrant:
+    """A candidate strategy in the race."""
+
+    strategy: str
+    why: str
+    """Why the prior let it race."""
+    freeze: int | None = None
+    fixed: bool = False
+    """Its score does not grow with epochs (a classical model, an L-BFGS probe): it runs once."""
+    trials: list[Trial] = field(default_factory=list)
+    dropped: str | None = None
+    """Why it stopped racing (None: still in, or the winner)."""
+
+    @property
+    def score(self) -> float | None:
+        return self.trials[-1].val_acc if self.trials else None
+
+    @property
+    def seconds(self) -> float:
+        return sum(t.seconds for t in self.trials)
+
+
+@dataclass
+class Race:
+    """The whole race: who ran, on which schedule, why each one stopped, and the winner."""
+
+    entrants: list[Entrant]
+    pruned: dict[str, str]
+    """Strategies the prior kept out, with the reason."""
+    rungs: list[int]
+    """Epochs of the fine-tuners' trials, rung by rung."""
+    final_epochs: int
+    budget_seconds: float | None
+    budget_note: str
+    winner: str | None = None
+    seconds: float = 0.0
+
+    def entrant(self, strategy: str) -> Entrant:
+        return next(e for e in self.entrants if e.strategy == strategy)
+
+    def to_dict(self) -> dict:
+        return {
+            "rungs": self.rungs,
+            "final_epochs": self.final_epochs,
+            "budget_seconds": self.budget_seconds,
+            "budget_note": self.budget_note,
+            "winner": self.winner,
+            "seconds": self.seconds,
+            "pruned": self.pruned,
+            "entrants": [
+                {
+                    "strategy": e.strategy,
+                    "why": e.why,
+                    "freeze": e.freeze,
+                    "fixed": e.fixed,
+                    "dropped": e.dropped,
+                    "trials": [vars(t) for t in e.trials],
+                }
+                for e in self.entrants
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Race:
+        entrants = [
+            Entrant(e["strategy"], e["why"], e.get("freeze"), e.get("fixed", False),
+                    [Trial(**t) for t in e.get("trials", [])], e.get("dropped"))
+            for e in data["entrants"]
+        ]  # fmt: skip
+        return cls(
+            entrants, dict(data.get("pruned", {})), list(data["rungs"]), int(data["final_epochs"]),
+            data.get("budget_seconds"), data.get("budget_note", ""), data.get("winner"), float(data.get("seconds", 0)),
+        )  # fmt: skip
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """(strategy, trials as epochs: val acc, seconds, outcome, why it raced) for the console and the report."""
+        out = []
+        for e in self.entrants:
+            trials = ", ".join(
+                (f"{t.epochs} ep: " if t.epochs is not None else "") + f"{100 * t.val_acc:.2f}%" for t in e.trials
+            )
+            outcome = "winner" if e.strategy == self.winner else (e.dropped or "not run")
+            out.append((e.strategy, trials or "-", f"{e.seconds:.1f}", outcome, e.why))
+        return out
+
+    def explain(self) -> str:
+        """The race as plain text: the schedule, one line per candidate, what the prior kept out."""
+        lines = [f"race: {self.budget_note}"]
+        for strategy, trials, seconds, outcome, _ in self.rows():
+            lines.append(f"  {strategy:<14} {trials:<40} {seconds:>7} s  {outcome}")
+        lines += [f"  {name}: not raced ({why})" for name, why in self.pruned.items()]
+        lines.append(f"race: {self.winner} won in {self.seconds:.0f} s")
+        return "\n".join(lines)
+
+
+def rungs_for(final_epochs: int, fine_tuners: int) -> list[int]:
+    """Epochs of each rung: halving from half the final schedule, one rung per halving the candidates need.
+
+    Example:
+        >>> rungs_for(12, 3), rungs_for(12, 2), rungs_for(12, 1), rungs_for(2, 2)
+        ([2, 3, 6], [3, 6], [6], [2])
+    """
+    if fine_tuners <= 0:
+        return []
+    count = 1 + math.ceil(math.log2(fine_tuners)) if fine_tuners > 1 else 1
+    longest = max(2, final_epochs // 2) if final_epochs >= 2 else 1
+    rungs = sorted({max(min(2, longest), longest // 2**k) for k in range(count)})
+    return [min(r, final_epochs) for r in rungs]
+
+
+def plan_race(advice, config: TrainConfig) -> tuple[list[Entrant], dict[str, str]]:
+    """The prior: which strategies race, in which order, and which the measurements rule out (with why).
+
+    Args:
+        advice: The advisor's `Advice` (its strategy, alternatives, similarity and partial depth).
+        config: The run's settings (a probe is `fixed` when its head is solved by L-BFGS on cached features).
+    """
+    from transferkit.advise.advice import partial_depth
+
+    pretrained = advice.regime != "no-pretrained-weights"
+    order = [advice.strategy, *advice.alternatives, *compare_defaults()]
+    order += [n for n in strategy_names() if get_strategy(n).uses_depth]
+    entrants, pruned, seen = [], {}, set()
+    for name in order:
+        if name in seen or name not in strategy_names():
+            continue
+        seen.add(name)
+        s = get_strategy(name)
+        if s.classical:
+            entrants.append(Entrant(name, "the bar: what no transfer gets", fixed=True))
+            continue
+        if pretrained and not s.pretrained:
+            pruned[name] = "pretrained weights are there; from random weights only pays off with long schedules"
+            continue
+        if not pretrained and s.pretrained:
+            pruned[name] = f"{advice.measurements.backbone if advice.measurements else 'the backbone'} has no "
+            pruned[name] += "pretrained weights"
+            continue
+        if s.uses_depth and advice.similarity != "different":
+            pruned[name] = "the final features are the best stage (LogME), so there is no depth to keep frozen"
+            continue
+        why = (
+            f"the advisor's plan ({advice.regime})" if name == advice.strategy
+            else "the advisor's alternative" if name in advice.alternatives else "a default of compare"
+        )  # fmt: skip
+        freeze = None
+        if s.uses_depth:
+            stages = advice.measurements.stage_logme if advice.measurements is not None else None
+            freeze = config.freeze or advice.freeze or (partial_depth(stages) if stages else 1)
+        fixed = not s.fine_tunes and config.feature_cache and config.head_solver == "lbfgs"
+        entrants.append(Entrant(name, why, freeze, fixed))
+    return entrants, pruned
+
+
+TrainFn = Callable[[TrainConfig, Path], tuple[float, list[float]]]
+"""Trains `config` in a run directory; returns the best validation accuracy and the per-epoch curve."""
+
+
+def run_race(
+    advice,
+    config: TrainConfig,
+    train: ImageSource,
+    val: ImageSource | None,
+    run_dir: str | Path,
+    *,
+    train_fn: TrainFn | None = None,
+) -> Race:
+    """Race the candidates on the validation split; returns the `Race` with its winner.
+
+    Args:
+        advice: The advisor's `Advice` for this data.
+        config: The user's config (strategy ``auto``): each trial runs `Advice.apply` of its strategy's plan, so
+            the fields the user set are kept and the advised rates, size and epochs fill the rest.
+        train: Training images (validation is split off as the final run will, unless `val` is given).
+        val: Validation images, or None.
+        run_dir: The run directory; trials go to ``run_dir/race/``.
+        train_fn: How a trial trains (default `train_run`); tests substitute a cheaper one.
+    """
+    started = time.perf_counter()
+    entrants, pruned = plan_race(advice, config)
+    tuners = [e for e in entrants if not e.fixed]
+    plans = {e.strategy: advice.with_strategy(e.strategy, e.freeze).apply(config) for e in entrants}
+    final_epochs = plans[tuners[0].strategy].epochs if tuners else plans[entrants[0].strategy].epochs
+    rungs = rungs_for(final_epochs, len(tuners))
+    budget = parse_duration(config.time_budget) * RACE_SHARE if config.time_budget else None
+    if budget is not None:
+        note = f"within {budget:.0f} s ({RACE_SHARE:.0%} of --time-budget {config.time_budget})"
+    else:
+        schedule = ", ".join(map(str, rungs)) or "-"
+        note = f"no --time-budget: rungs of {schedule} epochs; the longest is half the {final_epochs} the winner trains"
+    race = Race(entrants, pruned, rungs, final_epochs, budget, note)
+    console.print(f"strategy auto: racing {', '.join(e.strategy for e in entrants)}; {note}", highlight=False)
+    train_fn = train_fn or _train_trial(train, val)
+    root = Path(run_dir) / RACE_DIR
+
+    def trial(entrant: Entrant, epochs: int | None) -> None:
+        classical = get_strategy(entrant.strategy).classical
+        trial_config = _shortened(plans[entrant.strategy], epochs)
+        path = root / (entrant.strategy if entrant.fixed else f"{entrant.strategy}-{epochs}ep")
+        console.rule(f"race: {entrant.strategy}" + ("" if entrant.fixed else f", {epochs} epochs"))
+        began = time.perf_counter()
+        try:
+            acc, curve = train_fn(trial_config, path)
+        except Exception as exc:  # a candidate that breaks leaves the race; the others go on
+            entrant.dropped = f"failed: {type(exc).__name__}: {exc}"
+            console.print(f"[yellow]race:[/yellow] {entrant.strategy} failed: {exc}", highlight=False)
+            return
+        finally:
+            _drop_weights(path)
+        ran = None if classical else trial_config.epochs
+        entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, path.relative_to(run_dir).as_posix()))
+
+    for entrant in [e for e in entrants if e.fixed]:
+        trial(entrant, None)
+    alive = list(tuners)
+    for k, epochs in enumerate(rungs):
+        out_of_time = False
+        for entrant in alive:
+            left = None if budget is None else budget - (time.perf_counter() - started)
+            need = _estimate(entrant, epochs)
+            if left is not None and need is not None and need > left:
+                out_of_time = True  # it keeps the score of its last trial
+                console.print(f"race: {entrant.strategy} at {epochs} epochs would take ~{need:.0f} s; "
+                              f"{max(0.0, left):.0f} s of the race are left", highlight=False)  # fmt: skip
+                continue
+            trial(entrant, epochs)
+        alive = [e for e in alive if e.dropped is None and e.trials]
+        if out_of_time:
+            race.budget_note += f"; stopped at rung {k + 1} ({epochs} epochs): the budget was spent"
+            break
+        if k + 1 < len(rungs) and len(alive) > 1:
+            keep = math.ceil(len(alive) / 2)
+            ranked = sorted(alive, key=lambda e: -e.score)  # stable: ties keep the prior's order
+            for e in ranked[keep:]:
+                e.dropped = (
+                    f"rung {k + 1} ({epochs} ep): {100 * e.score:.2f}%, below the best {keep} "
+                    f"({100 * ranked[keep - 1].score:.2f}% and up)"
+                )
+            alive = ranked[:keep]
+    scored = [e for e in entrants if e.dropped is None and e.trials]
+    if not scored:
+        raise RuntimeError("strategy auto: every candidate of the race failed; see the messages above")
+    winner = max(scored, key=lambda e: e.score)  # max keeps the first of equals: the prior's order
+    for e in scored:
+        if e is not winner:
+            e.dropped = f"{100 * e.score:.2f}%, below {winner.strategy}'s {100 * winner.score:.2f}%"
+            if e.score == winner.score:
+                e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%; the prior ranks it first"
+    race.winner = winner.strategy
+    race.seconds = time.perf_counter() - started
+    return race
+
+
+def _shortened(plan: TrainConfig, epochs: int | None) -> TrainConfig:
+    """A strategy's plan as a trial: `epochs` (None: the plan's), no budget, checkpoints, trackers or early stop."""
+    epochs = plan.epochs if epochs is None else epochs
+    lp_epochs = plan.lp_epochs if plan.lp_epochs is not None and plan.lp_epochs < epochs else None
+    return replace(
+        plan, epochs=epochs, lp_epochs=lp_epochs, time_budget=None, checkpoint_every_steps=0, log=None, patience=None
+    )
+
+
+def _estimate(entrant: Entrant, epochs: int) -> float | None:
+    """Seconds a longer trial should take, from the pace of this entrant's last one (None before its first)."""
+    last = next((t for t in reversed(entrant.trials) if t.epochs), None)
+    return None if last is None else last.seconds * epochs / last.epochs
+
+
+def _train_trial(train: ImageSource, val: ImageSource | None) -> TrainFn:
+    def run(config: TrainConfig, path: Path) -> tuple[float, list[float]]:
+        from transferkit.train.rundir import RunDir
+        from transferkit.train.runner import train_run
+
+        result = train_run(config, train, val, run_dir=path)
+        curve = [float(r["val_acc"]) for r in RunDir(path).metrics() if "val_acc" in r]
+        return float(result.best_val_acc), curve
+
+    return run
+
+
+def _drop_weights(path: Path) -> None:
+    """A scored trial keeps its curves and summary; its weights are not needed again."""
+    if not path.is_dir():
+        return
+    for pattern in _WEIGHT_FILES:
+        for file in path.rglob(pattern):
+            file.unlink()
+    for folder in ("checkpoints", "state"):
+        if (path / folder).is_dir():
+            shutil.rmtree(path / folder)

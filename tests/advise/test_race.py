@@ -1,0 +1,164 @@
+"""``strategy: auto`` races the candidates: the prior, successive halving, the budget, and a real race end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from transferkit import TrainConfig, from_folder
+from transferkit.advise import Measurements, decide
+from transferkit.advise.race import Race, plan_race, run_race, rungs_for
+from transferkit.cli import main
+
+
+def _measurements(stage_logme, probe_gain=0.85, pretrained=True, per_class=12):
+    return Measurements(
+        "tiny_resnet", pretrained, n_images=3 * per_class, n_classes=3, min_per_class=per_class,
+        median_per_class=per_class, imbalance=1.0, image_size=32, logme=stage_logme[-1], probe_acc=0.9,
+        probe_gain=probe_gain, stage_names=["conv1,bn1", "layer1", "layer2", "layer3", "layer4"],
+        stage_logme=stage_logme,
+    )  # fmt: skip
+
+
+PEAKED = _measurements([0.1, 0.3, 0.0, -0.2, -0.4])  # small and different: partial, LogME best at stage 1
+RISING = _measurements([-0.4, -0.2, 0.0, 0.1, 0.3])  # small and similar: linear-probe
+
+
+class FakeTrainer:
+    """Scores each trial from a table (strategy -> accuracy at 1 epoch, gain per epoch), recording what ran."""
+
+    def __init__(self, start: dict[str, float], gain: dict[str, float] | None = None, fail: str | None = None):
+        self.start, self.gain, self.fail, self.ran = start, gain or {}, fail, []
+
+    def __call__(self, config: TrainConfig, path):
+        self.ran.append((config.strategy, config.epochs, config.freeze))
+        if config.strategy == self.fail:
+            raise RuntimeError("out of memory")
+        acc = min(1.0, self.start[config.strategy] + self.gain.get(config.strategy, 0.0) * (config.epochs - 1))
+        path.mkdir(parents=True)
+        (path / "best.safetensors").write_bytes(b"weights")
+        (path / "metrics.jsonl").write_text("{}\n")
+        return acc, [acc] * config.epochs
+
+
+def test_rungs_halve_from_half_the_final_schedule():
+    assert rungs_for(12, 3) == [2, 3, 6]  # 3 candidates -> 2 -> 1, and the last one's longest trial
+    assert rungs_for(12, 2) == [3, 6]
+    assert rungs_for(12, 1) == [6]
+    assert rungs_for(2, 2) == [2]  # never longer than the final schedule
+    assert rungs_for(30, 4) == [3, 7, 15]
+    assert rungs_for(10, 0) == []
+
+
+def test_the_prior_orders_the_candidates_and_says_why_it_kept_some_out():
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto")
+    entrants, pruned = plan_race(decide(PEAKED), config)
+    names = [e.strategy for e in entrants]
+    assert names[0] == "partial" and "baseline" in names and "scratch" not in names
+    assert "from random weights" in pruned["scratch"]
+    assert {e.strategy: e.fixed for e in entrants}["linear-probe"]  # an L-BFGS probe runs once
+    assert next(e for e in entrants if e.strategy == "partial").freeze == 2  # the advised depth
+    entrants, pruned = plan_race(decide(RISING), config)
+    assert "partial" in pruned and "best stage" in pruned["partial"]  # similar: no depth to keep frozen
+    entrants, pruned = plan_race(decide(_measurements(RISING.stage_logme, pretrained=False)), config)
+    assert sorted(e.strategy for e in entrants) == ["baseline", "scratch"]
+
+
+def test_successive_halving_keeps_the_better_half_and_the_winner_trains_longest(tmp_path):
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=12)
+    fake = FakeTrainer(
+        {"baseline": 0.70, "linear-probe": 0.75, "partial": 0.60, "full": 0.65, "lp-ft": 0.50},
+        gain={"partial": 0.01, "full": 0.04, "lp-ft": 0.01},
+    )
+    race = run_race(decide(PEAKED), config, from_folder_stub(), None, tmp_path, train_fn=fake)
+    ran = [(s, e) for s, e, _ in fake.ran]
+    assert [s for s, _ in ran].count("baseline") == 1 and [s for s, _ in ran].count("linear-probe") == 1
+    assert [e for s, e in ran if s == "full"] == [2, 3, 6]  # three rungs: it survives every cut
+    assert [e for s, e in ran if s == "lp-ft"] == [2]  # worst at the first rung
+    assert [e for s, e in ran if s == "partial"] == [2, 3]  # second at the first rung, cut at the second
+    assert race.winner == "full"  # 0.65 + 5 x 0.04 = 0.85 at 6 epochs beats the probe's 0.75
+    assert "rung 1" in race.entrant("lp-ft").dropped and "rung 2" in race.entrant("partial").dropped
+    assert "below full" in race.entrant("linear-probe").dropped
+    assert not list(tmp_path.rglob("*.safetensors"))  # scored trials keep curves, not weights
+    assert (tmp_path / "race" / "full-6ep" / "metrics.jsonl").is_file()
+    again = Race.from_dict(json.loads(json.dumps(race.to_dict())))
+    assert again.winner == "full" and again.rows() == race.rows()
+    assert "full" in race.explain() and "winner" in race.explain()
+
+
+def test_the_baseline_wins_when_nothing_beats_it_and_ties_go_to_the_prior(tmp_path):
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4)
+    fake = FakeTrainer({"baseline": 0.90, "linear-probe": 0.80, "lp-ft": 0.70, "full": 0.70})
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "a", train_fn=fake)
+    assert race.winner == "baseline"
+    tied = FakeTrainer({"baseline": 0.80, "linear-probe": 0.80, "lp-ft": 0.70, "full": 0.70})
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "b", train_fn=tied)
+    assert race.winner == "linear-probe"  # the advisor's plan ranks before the baseline
+    assert "tied" in race.entrant("baseline").dropped
+
+
+def test_a_failing_candidate_leaves_the_race_and_the_others_go_on(tmp_path):
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4)
+    fake = FakeTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.7, "full": 0.8}, fail="full")
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path, train_fn=fake)
+    assert race.winner == "lp-ft" and race.entrant("full").dropped.startswith("failed: RuntimeError: out of memory")
+
+
+def test_the_budget_stops_the_race_before_a_trial_that_would_not_fit(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("transferkit.advise.race.time.perf_counter", lambda: clock[0])
+
+    class SlowTrainer(FakeTrainer):
+        def __call__(self, config, path):
+            clock[0] += 10.0 * config.epochs if config.strategy in ("lp-ft", "full") else 1.0  # 10 s a tuning epoch
+            return super().__call__(config, path)
+
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=12, time_budget="100s")  # race: 40 s
+    slow = SlowTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.7, "full": 0.8})
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path, train_fn=slow)
+    assert race.budget_seconds == pytest.approx(40.0)
+    assert [e for s, e, _ in slow.ran if s == "full"] == [3]  # 6 epochs would take 60 s more: not started
+    assert race.winner == "full" and "budget was spent" in race.budget_note
+
+
+def from_folder_stub():
+    return None  # the fake trainers never read the data
+
+
+@pytest.fixture
+def similar(monkeypatch):
+    """The advisor measures small-and-similar data (the tiny backbone's weights are random, so this is staged)."""
+    monkeypatch.setattr("transferkit.advise.measure", lambda source, backbone, **kwargs: RISING)
+
+
+def test_train_strategy_auto_races_for_real_and_trains_the_winner(tmp_path, capsys, image_folder, similar):
+    args = ["--backbone", "tiny_resnet", "--epochs", "4", "--batch-size", "8", "--image-size", "32"]
+    code = main(["train", str(image_folder), "--strategy", "auto", *args, "--out", str(tmp_path), "--name", "r"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    run = tmp_path / "r-001"
+    saved = json.loads((run / "advice.json").read_text())
+    race = Race.from_dict(saved["race"])
+    assert saved["strategy"] == race.winner and saved["rule_strategy"]
+    assert f"strategy: {race.winner}" in (run / "config.yaml").read_text()
+    assert race.rungs == [2]  # two fine-tuners on a 4-epoch schedule: one rung of 2 epochs
+    tuners = [e for e in race.entrants if not e.fixed]
+    assert tuners and all(t.epochs == 2 and len(t.curve) == 2 for e in tuners for t in e.trials)
+    assert all((run / t.run_dir / "metrics.jsonl").is_file() for e in tuners for t in e.trials)
+    assert " ".join(err.split()).count("race:") >= 2 and race.winner in err
+    assert all(e.dropped for e in race.entrants if e.strategy != race.winner)
+
+
+def test_compare_auto_records_the_race_in_its_run(tmp_path, image_folder, val_folder, similar):
+    from transferkit.compare import run_compare
+
+    config = TrainConfig(backbone="tiny_resnet", epochs=2, batch_size=8, image_size=32, device="cpu")
+    result = run_compare(
+        from_folder(image_folder), val=from_folder(val_folder), config=config, strategies="auto,baseline",
+        out=tmp_path, report=True,
+    )  # fmt: skip
+    saved = json.loads((result.compare_dir / "auto" / "advice.json").read_text())
+    assert saved["race"]["winner"] == saved["strategy"]
+    html = (result.compare_dir / "report.html").read_text()
+    assert "How auto chose" in html and saved["race"]["winner"] in html
