@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from transferkit import TrainConfig, from_folder
@@ -87,15 +88,22 @@ def test_successive_halving_keeps_the_better_half_and_the_winner_trains_longest(
     assert "full" in race.explain() and "winner" in race.explain()
 
 
-def test_the_baseline_wins_when_nothing_beats_it_and_ties_go_to_the_prior(tmp_path):
+def test_the_baseline_wins_unless_beaten_and_ties_go_to_the_cheaper(tmp_path):
     config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4)
     fake = FakeTrainer({"baseline": 0.90, "linear-probe": 0.80, "lp-ft": 0.70, "full": 0.70})
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "a", train_fn=fake)
     assert race.winner == "baseline"
-    tied = FakeTrainer({"baseline": 0.80, "linear-probe": 0.80, "lp-ft": 0.70, "full": 0.70})
+    # 18/20 as float32 from a network and as float64 from scikit-learn: still a tie, and the baseline costs less
+    tied = FakeTrainer({"baseline": 0.9, "linear-probe": 0.5, "lp-ft": float(np.float32(0.9)), "full": 0.7})
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "b", train_fn=tied)
-    assert race.winner == "linear-probe"  # the advisor's plan ranks before the baseline
-    assert "tied" in race.entrant("baseline").dropped
+    assert race.winner == "baseline" and "tied" in race.entrant("lp-ft").dropped
+    probe_ties = FakeTrainer({"baseline": 0.5, "linear-probe": 0.8, "lp-ft": 0.8, "full": 0.8})
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "c", train_fn=probe_ties)
+    assert race.winner == "linear-probe"  # the probe runs once; the fine-tuners tie it
+    assert "costs less" in race.entrant("lp-ft").dropped and "costs less" in race.entrant("full").dropped
+    tuners_tie = FakeTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.8, "full": 0.8})
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "d", train_fn=tuners_tie)
+    assert race.winner == "lp-ft" and "prior ranks first" in race.entrant("full").dropped
 
 
 def test_a_failing_candidate_leaves_the_race_and_the_others_go_on(tmp_path):

@@ -9,8 +9,9 @@ learning rates every trial uses. Then the race, by successive halving:
 2. The fine-tuning candidates train a short schedule each (the first rung); the better half goes on to a schedule
    twice as long, and so on until one is left. Every trial is an ordinary short run (its own cosine schedule) in
    ``RUN/race/<strategy>-<epochs>ep/``; its weights are deleted once it is scored, its curves are kept.
-3. The winner is the candidate with the best validation accuracy, the fine-tuner at its longest trial; a tie goes
-   to the earlier candidate in the prior's order. The run then trains the winner to the end.
+3. The winner is the candidate with the best validation accuracy, the fine-tuner at its longest trial. A tie goes
+   to the cheaper candidate (the baseline, then a probe that runs once, then a fine-tuner), and between equals
+   to the prior's order: transfer has to beat the baseline to be chosen over it. The run then trains the winner.
 
 With ``--time-budget`` the race spends at most `RACE_SHARE` of it (a trial that its predecessor's pace says would
 not fit is not started) and the final run gets the rest. Without one, the rungs come from the epochs the winner
@@ -286,7 +287,7 @@ def run_race(
             break
         if k + 1 < len(rungs) and len(alive) > 1:
             keep = math.ceil(len(alive) / 2)
-            ranked = sorted(alive, key=lambda e: -e.score)  # stable: ties keep the prior's order
+            ranked = sorted(alive, key=lambda e: -_score(e))  # stable: ties keep the prior's order
             for e in ranked[keep:]:
                 e.dropped = (
                     f"rung {k + 1} ({epochs} ep): {100 * e.score:.2f}%, below the best {keep} "
@@ -296,15 +297,28 @@ def run_race(
     scored = [e for e in entrants if e.dropped is None and e.trials]
     if not scored:
         raise RuntimeError("strategy auto: every candidate of the race failed; see the messages above")
-    winner = max(scored, key=lambda e: e.score)  # max keeps the first of equals: the prior's order
+    winner = max(scored, key=lambda e: (_score(e), -_cost(e)))  # max keeps the first of equals: the prior's order
     for e in scored:
         if e is not winner:
             e.dropped = f"{100 * e.score:.2f}%, below {winner.strategy}'s {100 * winner.score:.2f}%"
-            if e.score == winner.score:
-                e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%; the prior ranks it first"
+            if _score(e) == _score(winner):
+                e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%, which costs less"
+                if _cost(e) == _cost(winner):
+                    e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%, which the prior ranks first"
     race.winner = winner.strategy
     race.seconds = time.perf_counter() - started
     return race
+
+
+def _score(entrant: Entrant) -> float:
+    """The validation accuracy, rounded so that 18/20 from one pipeline ties 18/20 from another."""
+    return round(entrant.score, 6)
+
+
+def _cost(entrant: Entrant) -> int:
+    """0 for the classical baseline, 1 for a probe that runs once, 2 for a fine-tuner: a tie goes to the cheaper,
+    so transfer has to beat the baseline on validation to be chosen over it."""
+    return 0 if get_strategy(entrant.strategy).classical else 1 if entrant.fixed else 2
 
 
 def _shortened(plan: TrainConfig, epochs: int | None) -> TrainConfig:
