@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import pytest
 import timm
 import torch
@@ -109,3 +111,31 @@ def test_norms_that_do_not_follow_a_convolution_stay_unfolded():
         model(torch.randn(2, 3, 4, 4))
         assert [type(m).__name__ for m in folding.patched] == ["Conv2d", "BatchNorm2d"]
         assert folding.patched[1] is model[4]
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_a_run_from_pretrained_weights_folds_every_batchnorm_unless_told_not_to(tmp_path, image_folder, fold_bn):
+    from transferkit import TrainConfig, from_folder, train_run
+    from transferkit.train import _phases
+
+    source = timm.create_model("test_efficientnet", num_classes=0, pretrained=False)
+    weights = tmp_path / "pretrained.pth"
+    torch.save(source.state_dict(), weights)
+    folded = []
+    real = _phases.folded_batchnorm
+
+    @contextmanager
+    def spy(*args, **kwargs):
+        with real(*args, **kwargs) as folding:
+            yield folding
+            folded.append(len(folding.patched) // 2 if folding is not None else 0)
+
+    config = TrainConfig(
+        backbone="tiny_effnet", strategy="full", epochs=1, batch_size=8, image_size=32, weights=str(weights),
+        fold_bn=fold_bn,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_phases, "folded_batchnorm", spy)
+        train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in source.modules())
+    assert folded and all(n == (norms if fold_bn else 0) for n in folded)
