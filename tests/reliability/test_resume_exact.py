@@ -13,11 +13,13 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from safetensors.torch import load_file
 
@@ -156,6 +158,12 @@ def reference(image_folder, tmp_path_factory):
     """Uninterrupted runs to compare against: `full` for 2 epochs (per-image and whole-batch augmentation), and
     lp-ft (probe 1 + fine-tune 2)."""
     out = tmp_path_factory.mktemp("reference")
+    source = timm.create_model("test_efficientnet", num_classes=0, pretrained=False)
+    generator = torch.Generator().manual_seed(0)
+    for name, buf in source.named_buffers():  # statistics as pretraining leaves them, kept while fine-tuning
+        if name.endswith("running_var"):
+            buf.uniform_(0.5, 2.0, generator=generator)
+    torch.save(source.state_dict(), _PRETRAINED)
     runs = {}
     for name, extra in _EXTRA.items():
         status = _run(_train_args(image_folder, out, name, *extra), out / f"{name}.log")
@@ -167,8 +175,12 @@ def reference(image_folder, tmp_path_factory):
 _LPFT = ["--strategy", "lp-ft", "--epochs", "3", "--lp-epochs", "1", "--head-solver", "minibatch"]
 # padcrop: whole batches cut from the decoded-image array and augmented as tensors (ArrayBatches).
 _PADCROP = ["--strategy", "full", "--epochs", "2", "--augmentation", "pad-crop"]
-_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP}
+# pretrained: weights from a file, so BatchNorm keeps its statistics and is folded into the convolutions (fold_bn).
+_PRETRAINED = Path(tempfile.gettempdir()) / f"transferkit-resume-{os.getpid()}-pretrained.pth"
+_FOLDED = ["--strategy", "full", "--epochs", "2", "--weights", str(_PRETRAINED)]
+_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP, "pretrained": _FOLDED}
 _TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH, "padcrop": 2 * STEPS_PER_EPOCH}
+_TOTAL["pretrained"] = _TOTAL["full"]
 
 
 def _kill_and_resume(image_folder, tmp_path, kind: str, **kill) -> tuple[Path, str]:
@@ -206,10 +218,10 @@ def _machine_kernels_flipped(run: Path):
 
 # Steps after the first resumable state: step 3 (every 3 steps), or the end of the feature-cached probe epoch
 # (saved after the hook of its last step runs).
-_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1, "padcrop": 3}
+_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1, "padcrop": 3, "pretrained": 3}
 
 
-@pytest.mark.parametrize("kind", ["full", "lpft", "padcrop"])
+@pytest.mark.parametrize("kind", ["full", "lpft", "padcrop", "pretrained"])
 def test_sigkill_at_a_random_step_resumes_exactly(reference, image_folder, tmp_path, kind):
     step = random.Random(SEED).randrange(_FIRST_SAVE[kind], _TOTAL[kind])
     run, log = _kill_and_resume(image_folder, tmp_path, kind, kill_at_step=step)

@@ -57,18 +57,18 @@ def _weight_grad(x, weight, grad_out, stride, padding, choices: KernelChoices) -
 
 
 class _DepthwiseConv(torch.autograd.Function):
-    """A bias-free depthwise convolution whose weight gradient comes from `_weight_grad`."""
+    """A depthwise convolution whose weight gradient comes from `_weight_grad`."""
 
     @staticmethod
-    def forward(ctx, x, weight, stride, padding, choices):
+    def forward(ctx, x, weight, bias, stride, padding, choices):
         ctx.save_for_backward(x, weight)
         ctx.stride, ctx.padding, ctx.choices = stride, padding, choices
-        return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
+        return F.conv2d(x, weight, bias, stride, padding, 1, weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
+        grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             mask = (True, False, False)
             grad_x = torch.ops.aten.convolution_backward(
@@ -76,7 +76,9 @@ class _DepthwiseConv(torch.autograd.Function):
             )[0]
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad(x, weight, grad_out, ctx.stride, ctx.padding, ctx.choices)
-        return grad_x, grad_w, None, None, None
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 def _same_padding(module: nn.Conv2d) -> bool:
@@ -103,10 +105,7 @@ def _forward(module: nn.Conv2d, choices: KernelChoices, x: torch.Tensor) -> torc
         from timm.layers import pad_same
 
         x, padding = pad_same(x, module.kernel_size, module.stride, module.dilation), (0, 0)
-    out = _DepthwiseConv.apply(x, module.weight, tuple(module.stride), padding, choices)
-    if module.bias is not None:
-        out = out + module.bias.view(1, -1, 1, 1)
-    return out
+    return _DepthwiseConv.apply(x, module.weight, module.bias, tuple(module.stride), padding, choices)
 
 
 @contextmanager

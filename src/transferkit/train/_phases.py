@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,6 +17,7 @@ from transferkit.strategies import Phase
 from transferkit.train import _budget
 from transferkit.train._budget import TimeBudget
 from transferkit.train._depthwise import fast_depthwise
+from transferkit.train._fold_bn import folded_batchnorm
 from transferkit.train._loaders import LoaderFactory
 from transferkit.train._prefix_cache import cache_prefix
 from transferkit.train._probe import probe_features, run_lbfgs_phase
@@ -144,7 +146,7 @@ class PhaseRunner:
         trainer = self.session.dist.wrap(parts.module, self.session.device)
         if config.compile:
             trainer = torch.compile(trainer)
-        with fast_depthwise(parts.module, self._fast_depthwise, self.session.kernels):
+        with self._step_kernels(parts.module):
             history = fit(
                 trainer, parts.train_loader, parts.val_loader, settings, epochs=phase.last_epoch - first + 1,
                 optimizer=optimizer, scheduler=scheduler, phase=phase.name, first_epoch=first, on_epoch=tracker,
@@ -214,12 +216,22 @@ class PhaseRunner:
         return int(self.state["epoch"]), EpochProgress(**self.state["progress"])
 
     def _measure(self, parts: _Trainable, optimizer):
-        with fast_depthwise(parts.module, self._fast_depthwise, self.session.kernels):
+        with self._step_kernels(parts.module):
             return _budget.measure_epoch(parts.module, parts.train_loader, parts.val_loader, optimizer, self.settings)
 
     def _saves_mid_epoch(self, phase: Phase) -> bool:
         # Feature-cache epochs take seconds; saving the whole model mid-epoch would cost more than it saves.
         return not (phase.probe and self.config.feature_cache)
+
+    @contextmanager
+    def _step_kernels(self, module: nn.Module) -> Iterator[None]:
+        """How the steps compute: the depthwise weight-gradient kernels, and BatchNorm folded into convolutions."""
+        fast = self._fast_depthwise
+        with (
+            fast_depthwise(module, fast, self.session.kernels),
+            folded_batchnorm(module, self.config.fold_bn, self.session.kernels if fast else None),
+        ):
+            yield
 
     @property
     def _fast_depthwise(self) -> bool:
