@@ -43,12 +43,12 @@ class FakeTrainer:
         return acc, [acc] * config.epochs
 
 
-def test_rungs_halve_from_half_the_final_schedule():
-    assert rungs_for(12, 3) == [2, 3, 6]  # 3 candidates -> 2 -> 1, and the last one's longest trial
-    assert rungs_for(12, 2) == [3, 6]
-    assert rungs_for(12, 1) == [6]
-    assert rungs_for(2, 2) == [2]  # never longer than the final schedule
-    assert rungs_for(30, 4) == [3, 7, 15]
+def test_rungs_screen_then_the_last_one_trains_the_whole_schedule():
+    assert rungs_for(12, 3) == [2, 3, 12]  # 3 candidates -> 2 -> 1, which trains all 12 epochs
+    assert rungs_for(16, 4) == [2, 4, 16]
+    assert rungs_for(6, 2) == [2, 6]
+    assert rungs_for(6, 1) == [6]  # nothing to screen
+    assert rungs_for(2, 2) == [2]  # never longer than the final schedule: both train it
     assert rungs_for(10, 0) == []
 
 
@@ -66,7 +66,7 @@ def test_the_prior_orders_the_candidates_and_says_why_it_kept_some_out():
     assert sorted(e.strategy for e in entrants) == ["baseline", "scratch"]
 
 
-def test_successive_halving_keeps_the_better_half_and_the_winner_trains_longest(tmp_path):
+def test_successive_halving_keeps_the_better_half_and_the_last_trains_the_whole_schedule(tmp_path):
     config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=12)
     fake = FakeTrainer(
         {"baseline": 0.70, "linear-probe": 0.75, "partial": 0.60, "full": 0.65, "lp-ft": 0.50},
@@ -75,14 +75,14 @@ def test_successive_halving_keeps_the_better_half_and_the_winner_trains_longest(
     race = run_race(decide(PEAKED), config, from_folder_stub(), None, tmp_path, train_fn=fake)
     ran = [(s, e) for s, e, _ in fake.ran]
     assert [s for s, _ in ran].count("baseline") == 1 and [s for s, _ in ran].count("linear-probe") == 1
-    assert [e for s, e in ran if s == "full"] == [2, 3, 6]  # three rungs: it survives every cut
+    assert [e for s, e in ran if s == "full"] == [2, 3, 12]  # it survives both cuts and trains the whole schedule
     assert [e for s, e in ran if s == "lp-ft"] == [2]  # worst at the first rung
     assert [e for s, e in ran if s == "partial"] == [2, 3]  # second at the first rung, cut at the second
-    assert race.winner == "full"  # 0.65 + 5 x 0.04 = 0.85 at 6 epochs beats the probe's 0.75
+    assert race.winner == "full"  # 0.65 + 11 x 0.04 at 12 epochs beats the probe's 0.75
     assert "rung 1" in race.entrant("lp-ft").dropped and "rung 2" in race.entrant("partial").dropped
     assert "below full" in race.entrant("linear-probe").dropped
     assert not list(tmp_path.rglob("*.safetensors"))  # scored trials keep curves, not weights
-    assert (tmp_path / "race" / "full-6ep" / "metrics.jsonl").is_file()
+    assert (tmp_path / "race" / "full-12ep" / "metrics.jsonl").is_file()
     again = Race.from_dict(json.loads(json.dumps(race.to_dict())))
     assert again.winner == "full" and again.rows() == race.rows()
     assert "full" in race.explain() and "winner" in race.explain()
@@ -100,10 +100,10 @@ def test_the_baseline_wins_unless_beaten_and_ties_go_to_the_cheaper(tmp_path):
     probe_ties = FakeTrainer({"baseline": 0.5, "linear-probe": 0.8, "lp-ft": 0.8, "full": 0.8})
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "c", train_fn=probe_ties)
     assert race.winner == "linear-probe"  # the probe runs once; the fine-tuners tie it
-    assert "costs less" in race.entrant("lp-ft").dropped and "costs less" in race.entrant("full").dropped
+    assert "costs less" in race.entrant("lp-ft").dropped and "tied at the cut" in race.entrant("full").dropped
     tuners_tie = FakeTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.8, "full": 0.8})
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "d", train_fn=tuners_tie)
-    assert race.winner == "lp-ft" and "prior ranks first" in race.entrant("full").dropped
+    assert race.winner == "lp-ft" and "tied at the cut" in race.entrant("full").dropped
 
 
 def test_a_failing_candidate_leaves_the_race_and_the_others_go_on(tmp_path):
@@ -150,9 +150,10 @@ def test_train_strategy_auto_races_for_real_and_trains_the_winner(tmp_path, caps
     race = Race.from_dict(saved["race"])
     assert saved["strategy"] == race.winner and saved["rule_strategy"]
     assert f"strategy: {race.winner}" in (run / "config.yaml").read_text()
-    assert race.rungs == [2]  # two fine-tuners on a 4-epoch schedule: one rung of 2 epochs
+    assert race.rungs == [2, 4]  # two fine-tuners on a 4-epoch schedule: a 2-epoch screen, then the whole schedule
     tuners = [e for e in race.entrants if not e.fixed]
-    assert tuners and all(t.epochs == 2 and len(t.curve) == 2 for e in tuners for t in e.trials)
+    assert sorted(len(e.trials) for e in tuners) == [1, 2]
+    assert all(t.epochs == len(t.curve) for e in tuners for t in e.trials)
     assert all((run / t.run_dir / "metrics.jsonl").is_file() for e in tuners for t in e.trials)
     assert " ".join(err.split()).count("race:") >= 2 and race.winner in err
     assert all(e.dropped for e in race.entrants if e.strategy != race.winner)

@@ -89,7 +89,7 @@ def what_runs(advice, applied: TrainConfig, rule: str | None = None) -> str:
     chose another.
     """
     yours = [
-        f"{name} {getattr(applied, name)!r} (yours; advised {getattr(advice, name)!r})"
+        f"{name} {_show(getattr(applied, name))} (yours; advised {_show(getattr(advice, name))})"
         for name in ADVISED_SETTINGS
         if getattr(applied, name) != getattr(advice, name)
     ]
@@ -97,3 +97,7 @@ def what_runs(advice, applied: TrainConfig, rule: str | None = None) -> str:
     if rule is not None and rule != applied.strategy:
         head += f" (it won the race; the advisor's rule said {rule})"
     return head + (" with " + ", ".join(yours) if yours else " as advised")
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)

@@ -6,16 +6,18 @@ learning rates every trial uses. Then the race, by successive halving:
 
 1. The candidates whose score does not grow with epochs run once: the classical baseline, and a probe whose head is
    solved by L-BFGS on cached features. Their validation accuracy is the bar.
-2. The fine-tuning candidates train a short schedule each (the first rung); the better half goes on to a schedule
-   twice as long, and so on until one is left. Every trial is an ordinary short run (its own cosine schedule) in
-   ``RUN/race/<strategy>-<epochs>ep/``; its weights are deleted once it is scored, its curves are kept.
-3. The winner is the candidate with the best validation accuracy, the fine-tuner at its longest trial. A tie goes
+2. The fine-tuning candidates train a short schedule each (the first rung, a quarter of the final epochs); the
+   better half goes on to a schedule twice as long, and so on until one is left, which trains the whole
+   schedule. Every trial is an ordinary run (its own cosine schedule) in ``RUN/race/<strategy>-<epochs>ep/``; its
+   weights are deleted once it is scored, its curves are kept.
+3. The winner is the candidate with the best validation accuracy, the fine-tuner at its whole schedule. A tie goes
    to the cheaper candidate (the baseline, then a probe that runs once, then a fine-tuner), and between equals
    to the prior's order: transfer has to beat the baseline to be chosen over it. The run then trains the winner.
 
 With ``--time-budget`` the race spends at most `RACE_SHARE` of it (a trial that its predecessor's pace says would
 not fit is not started) and the final run gets the rest. Without one, the rungs come from the epochs the winner
-will train: the longest trial is half of them. Everything is recorded in ``advice.json`` (``race``), printed, and
+will train (`rungs_for`). A fine-tuner that wins trains its schedule once more as the run itself: the cost of
+keeping the run an ordinary one. Everything is recorded in ``advice.json`` (``race``), printed, and
 shown in the report.
 """
 
@@ -151,18 +153,20 @@ class Race:
 
 
 def rungs_for(final_epochs: int, fine_tuners: int) -> list[int]:
-    """Epochs of each rung: halving from half the final schedule, one rung per halving the candidates need.
+    """Epochs of each rung: short screening rungs that halve the field to one, then the whole schedule.
+
+    The screens train a quarter of the final epochs, then an eighth, ... (at least 2); the last fine-tuner left
+    trains the whole schedule, so it is judged on the figure it will reach, beside the once-run candidates.
 
     Example:
-        >>> rungs_for(12, 3), rungs_for(12, 2), rungs_for(12, 1), rungs_for(2, 2)
-        ([2, 3, 6], [3, 6], [6], [2])
+        >>> rungs_for(12, 3), rungs_for(6, 2), rungs_for(6, 1), rungs_for(2, 2)
+        ([2, 3, 12], [2, 6], [6], [2])
     """
     if fine_tuners <= 0:
         return []
-    count = 1 + math.ceil(math.log2(fine_tuners)) if fine_tuners > 1 else 1
-    longest = max(2, final_epochs // 2) if final_epochs >= 2 else 1
-    rungs = sorted({max(min(2, longest), longest // 2**k) for k in range(count)})
-    return [min(r, final_epochs) for r in rungs]
+    halvings = math.ceil(math.log2(fine_tuners)) if fine_tuners > 1 else 0
+    screens = {max(min(2, final_epochs), final_epochs // 2 ** (k + 1)) for k in range(1, halvings + 1)}
+    return sorted(r for r in screens if r < final_epochs) + [final_epochs]
 
 
 def plan_race(advice, config: TrainConfig) -> tuple[list[Entrant], dict[str, str]]:
@@ -244,7 +248,7 @@ def run_race(
         note = f"within {budget:.0f} s ({RACE_SHARE:.0%} of --time-budget {config.time_budget})"
     else:
         schedule = ", ".join(map(str, rungs)) or "-"
-        note = f"no --time-budget: rungs of {schedule} epochs; the longest is half the {final_epochs} the winner trains"
+        note = f"no --time-budget: rungs of {schedule} epochs (screens, then the whole schedule)"
     race = Race(entrants, pruned, rungs, final_epochs, budget, note)
     console.print(f"strategy auto: racing {', '.join(e.strategy for e in entrants)}; {note}", highlight=False)
     train_fn = train_fn or _train_trial(train, val)
@@ -288,11 +292,13 @@ def run_race(
         if k + 1 < len(rungs) and len(alive) > 1:
             keep = math.ceil(len(alive) / 2)
             ranked = sorted(alive, key=lambda e: -_score(e))  # stable: ties keep the prior's order
+            cut = ranked[keep - 1]
             for e in ranked[keep:]:
-                e.dropped = (
-                    f"rung {k + 1} ({epochs} ep): {100 * e.score:.2f}%, below the best {keep} "
-                    f"({100 * ranked[keep - 1].score:.2f}% and up)"
-                )
+                e.dropped = f"rung {k + 1} ({epochs} ep): {100 * e.score:.2f}%, below the best {keep} "
+                e.dropped += f"({100 * cut.score:.2f}% and up)"
+                if _score(e) == _score(cut):
+                    e.dropped = f"rung {k + 1} ({epochs} ep): tied at the cut ({100 * e.score:.2f}%); the prior ranks "
+                    e.dropped += f"{', '.join(c.strategy for c in ranked[:keep])} first"
             alive = ranked[:keep]
     scored = [e for e in entrants if e.dropped is None and e.trials]
     if not scored:
