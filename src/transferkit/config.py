@@ -199,6 +199,11 @@ class TrainConfig:
     """Head on cached features: lbfgs (full batch, standardised features, L2 `head_l2`) or minibatch (the optimiser)."""
     head_l2: float = 0.1
     """lbfgs: L2 penalty on the head's weights (standardised features); 0.1 measured best on Fashion-MNIST."""
+    probe_views: int = 0
+    """linear-probe and lp-ft's probe with the lbfgs head: also fit the head on this many augmented passes over the
+    training images (crops and flips drawn as in training, under `seed`; extracted every run, not cached), so that
+    lp-ft's fine-tune phase starts from a head that already fits augmented inputs. 0: the clean features only.
+    Needs `augment` (BENCHMARKS.md, "lp-ft")."""
     engine: str = "auto"
     """Frozen feature extraction: torch, onnxruntime, mnn, or auto: the fastest installed engine that matches torch
     (parity-checked once per backbone weights and image size, the choice kept in the cache), torch when neither
@@ -286,6 +291,7 @@ class TrainConfig:
             (self.head_lr_mult > 0 and self.scratch_lr_mult > 0, "learning-rate multipliers must be positive"),
             (0 < self.val_fraction < 1, "val_fraction must be between 0 and 1"),
             (self.head_l2 >= 0, "head_l2 must be 0 or more"),
+            (self.probe_views >= 0, "probe_views must be 0 or more"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
             (self.prefix_cache_mb >= 0, "prefix_cache_mb must be 0 or more"),
