@@ -25,6 +25,7 @@ __all__ = [
     "RECIPES",
     "SAMPLERS",
     "SELECT_BY",
+    "TTA",
     "ConfigError",
     "TrainConfig",
     "field_help",
@@ -40,6 +41,7 @@ CACHE_VERIFY = ("stat", "hash")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("frozen", "update")
 AUGMENTATIONS = ("resized-crop", "pad-crop")
+TTA = ("none", "flip")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("shuffle", "balanced")
 SELECT_BY = ("accuracy", "balanced-accuracy", "macro-f1")
@@ -154,6 +156,10 @@ class TrainConfig:
     default from the recipe (resized-crop small, pad-crop large)."""
     random_erase: float = 0.0
     """Fraction of training images with a random rectangle blanked (pad-crop on array-backed data only)."""
+    tta: str = "none"
+    """Test-time augmentation when a trained run is scored (the test set, `evaluate`, `predict`, `compare`): none, or
+    flip: each image's class probabilities averaged with its left-right mirror's (twice the evaluation time; only
+    for data whose label a mirror keeps). Validation during training, which picks the best epoch, stays plain."""
     # --- run ---
     recipe: str = "auto"
     """Defaults for the fields left unset: small, large, or auto (large from 10,000 training images on when
@@ -262,7 +268,9 @@ class TrainConfig:
             raise ConfigError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ConfigError(f"augmentation {self.augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
-        for name, allowed in (("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS), ("select_by", SELECT_BY)):
+        for name, allowed in (
+            ("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS), ("select_by", SELECT_BY), ("tta", TTA),
+        ):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.log is not None:
