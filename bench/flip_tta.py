@@ -1,6 +1,7 @@
 """Flip test-time augmentation on finished `bench/small_data.py` runs: each network's best checkpoint scored on the
-whole test set as it is and with `tta: flip` (each image averaged with its mirror). Nothing is retrained, so the
-two figures of a cell are the same weights.
+whole test set as it is and with `tta: flip` (each image's probabilities averaged with its mirror's, as
+`run_logits(..., tta="flip")` does, from the same two passes). Nothing is retrained: both figures of a row are the
+same weights.
 
     python bench/flip_tta.py runs/bench-small-data --strategies full,lp-ft
 """
@@ -13,7 +14,8 @@ import os
 from pathlib import Path
 
 from small_data_sets import load
-from transferkit import evaluate_run
+from transferkit import load_run
+from transferkit.evaluate import average_probabilities, mirrored, run_logits
 
 
 def main() -> None:
@@ -36,12 +38,14 @@ def main() -> None:
                     if not (run / "best.safetensors").is_file():
                         continue
                     load_before = os.getloadavg()[0]
-                    plain, _ = evaluate_run(run, test, tta="none", out_dir=run / "test-plain")
-                    flip, _ = evaluate_run(run, test, tta="flip", out_dir=run / "test-flip")
+                    loaded = load_run(run)
+                    logits, labels = run_logits(loaded, test, tta="none", what="test")
+                    mirror, _ = run_logits(loaded, mirrored(test), tta="none", what="test mirrored")
+                    both = average_probabilities(logits, mirror)  # what tta: flip computes, from the same two passes
                     row = {
                         "dataset": cell["dataset"], "per_class": cell["per_class"], "seed": cell["seed"],
-                        "column": strategy + (f"+{settings}" if settings else ""), "plain": plain.accuracy,
-                        "flip": flip.accuracy, "baseline": cell["test"].get("baseline"), "load": load_before,
+                        "column": strategy + (f"+{settings}" if settings else ""), "plain": _accuracy(logits, labels),
+                        "flip": _accuracy(both, labels), "baseline": cell["test"].get("baseline"), "load": load_before,
                     }  # fmt: skip
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -53,6 +57,10 @@ def main() -> None:
             f"| {r['dataset']} | {r['per_class']} | {r['seed']} | {r['column']} | {100 * r['plain']:.2f} | "
             f"{100 * r['flip']:.2f} | {100 * (r['flip'] - r['plain']):+.2f} | {baseline} | {r['load']:.1f} |"
         )
+
+
+def _accuracy(logits, labels) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ import torch
 from transferkit import TrainConfig, evaluate_run, from_folder, load_run, predict_images, train_run
 from transferkit.config import ConfigError
 from transferkit.data import ImageSource
-from transferkit.evaluate import run_logits
-from transferkit.evaluate._tta import average_probabilities, mirrored
+from transferkit.evaluate import average_probabilities, mirrored, run_logits
 
 
 def _arrays(folder) -> ImageSource:

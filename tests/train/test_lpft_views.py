@@ -57,7 +57,9 @@ def fitted_on(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
 @pytest.mark.parametrize("strategy", ["linear-probe", "lp-ft"])
 def test_probe_views_fit_the_head_on_clean_and_augmented_features(image_folder, tmp_path, fitted_on, strategy):
     source = from_folder(image_folder)
-    config = TrainConfig(backbone="tiny_resnet", strategy=strategy, epochs=3, image_size=32, batch_size=16, seed=0)
+    config = TrainConfig(
+        backbone="tiny_resnet", strategy=strategy, epochs=3, image_size=32, batch_size=16, seed=0, probe_views=0
+    )
     plain = train_run(config, source, run_dir=tmp_path / "plain")
     views = train_run(TrainConfig(**{**config.to_dict(), "probe_views": 2}), source, run_dir=tmp_path / "views")
     (clean_x, clean_y), (aug_x, aug_y) = fitted_on
@@ -104,5 +106,5 @@ def test_probe_views_is_a_cli_option():
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    config = config_from_args(parser.parse_args(["--probe-views", "2", "--strategy", "lp-ft"]))
-    assert config.probe_views == 2 and TrainConfig().probe_views == 0
+    config = config_from_args(parser.parse_args(["--probe-views", "0", "--strategy", "lp-ft"]))
+    assert config.probe_views == 0 and TrainConfig().probe_views == 2
