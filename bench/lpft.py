@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from small_data_sets import load
@@ -31,7 +32,7 @@ VARIANTS = {
 
 def run_one(label: str, config: TrainConfig, views: int | None, scale: float, train, test, out: Path) -> dict:
     if views is not None:
-        lp_ft.AUGMENTED_VIEWS = views
+        config = replace(config, probe_views=views)
     lp_ft.FINETUNE_LR_SCALE = scale
     began = time.perf_counter()
     result = train_run(config, train, run_dir=out)

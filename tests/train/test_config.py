@@ -19,6 +19,7 @@ from transferkit.config import ConfigError
         ({"crop_pct": 0.0}, "crop_pct"),
         ({"image_size": 8}, "image_size"),
         ({"strategy": "lp-ft", "epochs": 3, "lp_epochs": 3}, "lp_epochs"),
+        ({"probe_views": -1}, "probe_views"),
     ],
 )
 def test_invalid_values_raise_config_error(kwargs, message):

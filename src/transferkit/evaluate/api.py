@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from transferkit.data import IMAGE_EXTENSIONS, DataError, ImageSource, open_rgb
+from transferkit.evaluate._tta import average_probabilities
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
 from transferkit.train.checkpoint import CheckpointError
@@ -24,6 +25,7 @@ def evaluate_run(
     which: str = "best",
     out_dir: str | Path | None = None,
     split: str = "evaluation",
+    tta: str | None = None,
 ) -> tuple[ClassificationMetrics, Path]:
     """Evaluate a run's checkpoint on a labelled source; writes metrics JSON and a confusion-matrix PNG.
 
@@ -35,6 +37,7 @@ def evaluate_run(
 
     Args:
         split: What `source` is to the user, for the warnings ("test" after training).
+        tta: none or flip (`TrainConfig.tta`); default the run's own setting. A baseline run has none.
 
     Returns:
         The metrics and the folder the files were written to (``<run>/eval-<source name>`` by default).
@@ -51,7 +54,7 @@ def evaluate_run(
         run = load_run(run_dir, which)
         source = _in_run_classes(run, source)
         source, screened = _screened(run, source, split)
-        logits, labels = run_logits(run, source)
+        logits, labels = run_logits(run, source, tta=tta)
         metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), run.classes)
         classes, run_path = run.classes, run.run_dir
     out = Path(out_dir) if out_dir else run_path / "eval"
@@ -100,6 +103,8 @@ def _predict_readable(run_dir: str | Path | LoadedRun, paths: list[str | Path], 
         for path in paths:
             x = transform(open_rgb(path)).unsqueeze(0)
             logits = run.model(x)
+            if (run.meta.get("config") or {}).get("tta") == "flip":  # the evaluation transform is mirror-symmetric
+                logits = average_probabilities(logits, run.model(x.flip(-1)))
             if not torch.isfinite(logits).all():  # softmax would turn them into "nan%" without a word
                 raise CheckpointError(
                     f"{run.run_dir}: the model's output for {path} is not finite (NaN or infinite), so its weights "

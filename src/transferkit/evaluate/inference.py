@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from transferkit.config import TrainConfig
 from transferkit.data import ImageDataset, ImageSource, Preprocessing
+from transferkit.evaluate._tta import MirroredSource, average_probabilities, mirrored
 from transferkit.models import build_model
 from transferkit.strategies import get_strategy
 from transferkit.train.checkpoint import CheckpointError, checkpoint_problem, load_checkpoint, read_sidecar
@@ -71,6 +72,7 @@ def run_logits(
     device: torch.device | None = None,
     engine: str | None = None,
     what: str = "",
+    tta: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every image in `source` (evaluation preprocessing).
 
@@ -84,7 +86,20 @@ def run_logits(
     Args:
         engine: torch, onnxruntime, mnn or auto for a frozen backbone; default the run's own setting.
         what: A name for the progress line and the cache log ("test").
+        tta: none, or flip: the log of the mean of the softmax of each image and of its mirror (`TrainConfig.tta`);
+            default the run's own setting.
     """
+    tta = tta or (run.meta.get("config") or {}).get("tta", "none")
+    logits, labels = _logits(run, source, batch_size, device, engine, what)
+    if tta == "flip":
+        flipped, _ = _logits(run, mirrored(source), batch_size, device, engine, f"{what or source.name} mirrored")
+        logits = average_probabilities(logits, flipped)
+    return logits, labels
+
+
+def _logits(
+    run: LoadedRun, source: ImageSource, batch_size: int, device: torch.device | None, engine: str | None, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     device = device or torch.device("cpu")
     model = run.model.to(device).eval()
     labels = torch.from_numpy(np.asarray(source.labels, np.int64).copy())
@@ -93,7 +108,8 @@ def run_logits(
         _, _, logits, labels = evaluate_loader(model, loader, nn.CrossEntropyLoss(), device, "predict")
         return logits, labels
     config = run.meta.get("config") or {}
-    if _backbone_frozen(run.meta) and device.type == "cpu":
+    # A mirrored source has its original's fingerprint: its features must not be read from or written to the cache.
+    if _backbone_frozen(run.meta) and device.type == "cpu" and not isinstance(source, MirroredSource):
         features = cached_features(
             model,
             run.meta["backbone"],

@@ -20,4 +20,4 @@ class LinearProbe(Strategy):
         # Only the head trains, so its rate is the head's (lr x head_lr_mult) for every trainable parameter.
         lr = config.resolved_lr() * config.head_lr_mult
         freeze = Freeze(backbone=True, modules=config.freeze_modules)
-        return [Phase("probe", config.epochs, 1, freeze, lr, 1.0, probe=True)]
+        return [Phase("probe", config.epochs, 1, freeze, lr, 1.0, probe=True, augmented_views=config.probe_views)]
