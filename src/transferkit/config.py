@@ -361,8 +361,13 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Read a YAML mapping of fields; every error names the file (and the line of a YAML syntax error)."""
+    def from_yaml(cls, path: str | Path, *, saved_run: bool = False) -> TrainConfig:
+        """Read a YAML mapping of fields; every error names the file (and the line of a YAML syntax error).
+
+        With `saved_run` (a run's own config.yaml, read to resume it), a field the file lacks because the run was
+        saved before the field existed takes the value the run trained with (`DEFAULTS_BEFORE`), not today's
+        default, so the resumed run continues as it began.
+        """
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
@@ -375,10 +380,16 @@ class TrainConfig:
             raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
+        if saved_run:
+            data = {**DEFAULTS_BEFORE, **data}
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+
+DEFAULTS_BEFORE = {"probe_views": 0, "fold_bn": False}
+"""Fields added with a default that trains differently, and the value every run saved before them trained with."""
 
 
 @cache

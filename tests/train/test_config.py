@@ -100,3 +100,21 @@ def test_every_field_documents_itself_and_the_cli_help_reads_it():
     helps = {a.dest: a.help for a in parser._actions}
     assert helps["batch_size"].startswith(docs["batch_size"].replace("%", "%%"))
     assert helps["recipe"] and helps["lp_epochs"]
+
+
+def test_a_run_saved_before_a_field_existed_resumes_with_the_value_it_trained_with(tmp_path):
+    """probe_views (now 2) and fold_bn (now on) did not exist when older runs were saved: those ran with 0 and off."""
+    import yaml
+
+    from transferkit.config import DEFAULTS_BEFORE
+
+    saved = TrainConfig(strategy="lp-ft").to_dict()
+    for name in DEFAULTS_BEFORE:
+        saved.pop(name)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    resumed = TrainConfig.from_yaml(path, saved_run=True)
+    assert (resumed.probe_views, resumed.fold_bn) == (0, False)
+    assert (TrainConfig.from_yaml(path).probe_views, TrainConfig.from_yaml(path).fold_bn) == (2, True)  # user files
+    path.write_text(yaml.safe_dump(TrainConfig(strategy="lp-ft").to_dict()))  # a run saved today keeps its values
+    assert TrainConfig.from_yaml(path, saved_run=True).probe_views == 2

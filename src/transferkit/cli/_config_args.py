@@ -44,9 +44,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
 
 
-def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    """TrainConfig from --config YAML, then explicit options, then `overrides`."""
-    base = TrainConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) else {}
+def config_from_args(args: argparse.Namespace, *, saved_run: bool = False, **overrides) -> TrainConfig:
+    """TrainConfig from --config YAML (a run's own config.yaml when `saved_run`), then explicit options, then
+    `overrides`."""
+    base = TrainConfig.from_yaml(args.config, saved_run=saved_run).to_dict() if getattr(args, "config", None) else {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is not None:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = resume_dir(resume, args.out, args.name or _default_name(sources.train, config)) if resume else None
     if run_dir is not None and not args.config:
         args.config = str(run_dir / "config.yaml")  # the interrupted run's settings; options given here override
-        config = config_from_args(args)
+        config = config_from_args(args, saved_run=True)
         sources = load_sources(args, config.seed)
     tuner = Finetuner(sources.train, val=sources.val, test=sources.test, config=config)
     tuner.fit(out=args.out, name=args.name, run_dir=run_dir, resume=run_dir is not None)
