@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-from small_data_sets import HELD_OUT, load
-from transferkit import TrainConfig
+from small_data_sets import add_cell_arguments, cells, print_tables, record
 from transferkit.compare import run_compare
 
 FIXED = ["baseline", "linear-probe", "lp-ft", "full"]
@@ -27,52 +25,29 @@ FIXED = ["baseline", "linear-probe", "lp-ft", "full"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="fmnist,digits,animals")
-    parser.add_argument("--per-class", default="10,100")
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--px", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    add_cell_arguments(parser, "runs/bench-auto")
     parser.add_argument("--time-budget", default=None, help="auto's --time-budget (default none: rungs from epochs)")
-    parser.add_argument("--out", default="runs/bench-auto")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in args.datasets.split(","):
-        for per_class in (int(n) for n in args.per_class.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                load_before = os.getloadavg()[0]
-                train, test = load(name, per_class, seed)
-                config = TrainConfig(
-                    backbone="efficientnet_lite0", epochs=args.epochs, lr=args.lr, image_size=args.px, seed=seed,
-                    checkpoint_every_steps=0, time_budget=args.time_budget,
-                )  # fmt: skip
-                began = time.perf_counter()
-                result = run_compare(
-                    train, test=test, config=config, strategies=[*FIXED, "auto"], out=out,
-                    name=f"{name}-{per_class}-s{seed}", report=False,
-                )  # fmt: skip
-                advice = json.loads((result.compare_dir / "auto" / "advice.json").read_text())
-                row = {
-                    "dataset": name, "per_class": per_class, "seed": seed, "test_images": len(test),
-                    "seconds": time.perf_counter() - began, "load": load_before,
-                    "test": {s.strategy: s.test_acc_mean for s in result.summaries},
-                    "seconds_each": {s.strategy: s.wall_seconds for s in result.summaries},
-                    "auto_chose": advice["strategy"], "rule_said": advice.get("rule_strategy"),
-                    "race_seconds": (advice.get("race") or {}).get("seconds"),
-                }  # fmt: skip
-                rows.append(row)
-                with (out / "results.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(json.dumps(row), flush=True)
-    for title, keep in (
-        ("tuned-on", lambda r: r["dataset"] not in HELD_OUT),
-        ("held out", lambda r: r["dataset"] in HELD_OUT),
-    ):
-        chosen = [r for r in rows if keep(r)]
-        if chosen:
-            print(f"\n{title}:\n\n{_table(chosen)}\n\n{_criteria(chosen)}")
+    for name, per_class, seed, train, test, config, load_before in cells(args, time_budget=args.time_budget):
+        began = time.perf_counter()
+        result = run_compare(
+            train, test=test, config=config, strategies=[*FIXED, "auto"], out=out,
+            name=f"{name}-{per_class}-s{seed}", report=False,
+        )  # fmt: skip
+        advice = json.loads((result.compare_dir / "auto" / "advice.json").read_text())
+        row = {
+            "dataset": name, "per_class": per_class, "seed": seed, "test_images": len(test),
+            "seconds": time.perf_counter() - began, "load": load_before,
+            "test": {s.strategy: s.test_acc_mean for s in result.summaries},
+            "seconds_each": {s.strategy: s.wall_seconds for s in result.summaries},
+            "auto_chose": advice["strategy"], "rule_said": advice.get("rule_strategy"),
+            "race_seconds": (advice.get("race") or {}).get("seconds"),
+        }  # fmt: skip
+        record(row, rows, out)
+    print_tables(rows, lambda chosen: f"{_table(chosen)}\n\n{_criteria(chosen)}")
 
 
 def _gaps(r: dict) -> tuple[float | None, float | None]:

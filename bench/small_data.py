@@ -24,8 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from small_data_sets import HELD_OUT, load
-from transferkit import TrainConfig
+from small_data_sets import add_cell_arguments, cells, print_tables, record
 from transferkit.compare import run_compare
 
 STRATEGIES = ["baseline", "linear-probe", "lp-ft", "full"]
@@ -55,61 +54,38 @@ def group_columns(columns: list[str]) -> list[tuple[dict, list[str]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="fmnist,digits,animals")
-    parser.add_argument("--per-class", default="10,100")
-    parser.add_argument("--seeds", default="0,1")
+    add_cell_arguments(parser, "runs/bench-small-data")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--px", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--out", default="runs/bench-small-data")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in args.datasets.split(","):
-        for per_class in (int(n) for n in args.per_class.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                load_before = os.getloadavg()[0]
-                train, test = load(name, per_class, seed)
-                config = TrainConfig(
-                    backbone="efficientnet_lite0", epochs=args.epochs, lr=args.lr, image_size=args.px, seed=seed,
-                    checkpoint_every_steps=0,
-                )  # fmt: skip
-                began = time.perf_counter()
-                test_acc, seconds_each, plain = {}, {}, None
-                for settings, columns in group_columns(strategies):
-                    suffix = "".join(f"+{k}={v}" for k, v in settings.items())
-                    result = run_compare(
-                        train, test=test, config=replace(config, **settings),
-                        strategies=[parse_column(c)[0] for c in columns], out=out,
-                        name=f"{name}-{per_class}-s{seed}{suffix}", report=False,
-                    )  # fmt: skip
-                    by_strategy = {s.strategy: s for s in result.summaries}
-                    for column in columns:
-                        summary = by_strategy.get(parse_column(column)[0])
-                        test_acc[column] = summary.test_acc_mean if summary else None
-                        seconds_each[column] = summary.wall_seconds if summary else None
-                    plain = result if not settings else plain
-                row = {
-                    "dataset": name, "per_class": per_class, "seed": seed, "test_images": len(test),
-                    "seconds": time.perf_counter() - began, "load": load_before, "load_after": os.getloadavg()[0],
-                    "test": test_acc, "seconds_each": seconds_each,
-                    "baseline_model": next((s.model for s in plain.summaries if s.classical), None) if plain else None,
-                    "best": plain.best_strategy if plain else None, "gain": plain.transfer_gain() if plain else None,
-                }  # fmt: skip
-                rows.append(row)
-                (out / "results.jsonl").open("a").write(json.dumps(row) + "\n")
-                print(json.dumps(row), flush=True)
-    for title, keep in (
-        ("tuned-on", lambda r: r["dataset"] not in HELD_OUT),
-        ("held out", lambda r: r["dataset"] in HELD_OUT),
-    ):
-        chosen = [r for r in rows if keep(r)]
-        if chosen:
-            print(f"\n{title}:\n")
-            print(_table(chosen, strategies))
+    for name, per_class, seed, train, test, config, load_before in cells(args):
+        began = time.perf_counter()
+        test_acc, seconds_each, plain = {}, {}, None
+        for settings, columns in group_columns(strategies):
+            suffix = "".join(f"+{k}={v}" for k, v in settings.items())
+            result = run_compare(
+                train, test=test, config=replace(config, **settings),
+                strategies=[parse_column(c)[0] for c in columns], out=out,
+                name=f"{name}-{per_class}-s{seed}{suffix}", report=False,
+            )  # fmt: skip
+            by_strategy = {s.strategy: s for s in result.summaries}
+            for column in columns:
+                summary = by_strategy.get(parse_column(column)[0])
+                test_acc[column] = summary.test_acc_mean if summary else None
+                seconds_each[column] = summary.wall_seconds if summary else None
+            plain = result if not settings else plain
+        row = {
+            "dataset": name, "per_class": per_class, "seed": seed, "test_images": len(test),
+            "seconds": time.perf_counter() - began, "load": load_before, "load_after": os.getloadavg()[0],
+            "test": test_acc, "seconds_each": seconds_each,
+            "baseline_model": next((s.model for s in plain.summaries if s.classical), None) if plain else None,
+            "best": plain.best_strategy if plain else None, "gain": plain.transfer_gain() if plain else None,
+        }  # fmt: skip
+        record(row, rows, out)
+    print_tables(rows, lambda chosen: _table(chosen, strategies))
 
 
 def _table(rows: list[dict], strategies: list[str]) -> str:

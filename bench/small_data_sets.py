@@ -83,3 +83,57 @@ def _animals() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(folder / "animal_label_version_3.gz") as fh:
         labels = np.asarray(_NumpyOnly(fh).load(), dtype=np.int64)
     return images, labels
+
+
+def add_cell_arguments(parser, out: str) -> None:
+    """The options every small-data benchmark takes: which cells, and the shared training settings."""
+    parser.add_argument("--datasets", default="fmnist,digits,animals")
+    parser.add_argument("--per-class", default="10,100")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--px", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--out", default=out)
+
+
+def cells(args, **settings):
+    """Yield (dataset, per_class, seed, train, test, config, load average before) for every cell of `args`.
+
+    `config` is EfficientNet-Lite0 at ``--px``, ``--epochs`` and ``--lr`` with the cell's seed, no mid-epoch
+    checkpoints, and `settings` on top.
+    """
+    import os
+
+    from transferkit import TrainConfig
+
+    for name in args.datasets.split(","):
+        for per_class in (int(n) for n in args.per_class.split(",")):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                load_before = os.getloadavg()[0]
+                train, test = load(name, per_class, seed)
+                config = TrainConfig(
+                    backbone="efficientnet_lite0", epochs=args.epochs, lr=args.lr, image_size=args.px, seed=seed,
+                    checkpoint_every_steps=0, **settings,
+                )  # fmt: skip
+                yield name, per_class, seed, train, test, config, load_before
+
+
+def record(row: dict, rows: list[dict], out) -> None:
+    """Keep a finished cell: in `rows`, appended to ``out/results.jsonl`` and printed as one JSON line."""
+    import json
+
+    rows.append(row)
+    with (out / "results.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def print_tables(rows: list[dict], render) -> None:
+    """The datasets tuned on, then the held-out ones, each as `render(rows)` (markdown)."""
+    for title, keep in (
+        ("tuned-on", lambda r: r["dataset"] not in HELD_OUT),
+        ("held out", lambda r: r["dataset"] in HELD_OUT),
+    ):
+        chosen = [r for r in rows if keep(r)]
+        if chosen:
+            print(f"\n{title}:\n\n{render(chosen)}")
