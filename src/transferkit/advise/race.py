@@ -24,10 +24,9 @@ shown in the report.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from transferkit._console import console
@@ -40,7 +39,7 @@ __all__ = ["RACE_DIR", "RACE_SHARE", "Entrant", "Race", "Trial", "plan_race", "r
 RACE_DIR = "race"
 RACE_SHARE = 0.4
 """Share of ``--time-budget`` the race may spend; the winner's final run gets what is left."""
-_WEIGHT_FILES = ("*.safetensors", "*.pt", "*.pth")
+_WEIGHT_FILES = ("*.safetensors", "*.pt")
 
 
 @dataclass
@@ -98,26 +97,7 @@ class Race:
         return next(e for e in self.entrants if e.strategy == strategy)
 
     def to_dict(self) -> dict:
-        return {
-            "rungs": self.rungs,
-            "final_epochs": self.final_epochs,
-            "budget_seconds": self.budget_seconds,
-            "budget_note": self.budget_note,
-            "winner": self.winner,
-            "seconds": self.seconds,
-            "pruned": self.pruned,
-            "entrants": [
-                {
-                    "strategy": e.strategy,
-                    "why": e.why,
-                    "freeze": e.freeze,
-                    "fixed": e.fixed,
-                    "dropped": e.dropped,
-                    "trials": [vars(t) for t in e.trials],
-                }
-                for e in self.entrants
-            ],
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Race:
@@ -344,12 +324,10 @@ def _estimate(entrant: Entrant, epochs: int) -> float | None:
 
 def _train_trial(train: ImageSource, val: ImageSource | None) -> TrainFn:
     def run(config: TrainConfig, path: Path) -> tuple[float, list[float]]:
-        from transferkit.train.rundir import RunDir
         from transferkit.train.runner import train_run
 
         result = train_run(config, train, val, run_dir=path)
-        curve = [float(r["val_acc"]) for r in RunDir(path).metrics() if "val_acc" in r]
-        return float(result.best_val_acc), curve
+        return float(result.best_val_acc), [float(epoch.val_acc) for epoch in result.history]
 
     return run
 
@@ -361,6 +339,3 @@ def _drop_weights(path: Path) -> None:
     for pattern in _WEIGHT_FILES:
         for file in path.rglob(pattern):
             file.unlink()
-    for folder in ("checkpoints", "state"):
-        if (path / folder).is_dir():
-            shutil.rmtree(path / folder)

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from transferkit.data import ImageSource
 
-__all__ = ["MirroredSource", "average_probabilities", "mirrored"]
+__all__ = ["MirroredSource", "average_probabilities", "mirrored", "run_tta"]
 
 
 class MirroredSource(ImageSource):
@@ -32,3 +32,8 @@ def average_probabilities(*logits: torch.Tensor) -> torch.Tensor:
     """Log of the mean softmax of `logits`: argmax and softmax of the result give the averaged prediction."""
     probs = torch.stack([x.float().softmax(1) for x in logits]).mean(0)
     return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def run_tta(meta: dict) -> str:
+    """The test-time augmentation a run was configured with (``none`` for runs saved before the setting existed)."""
+    return (meta.get("config") or {}).get("tta", "none")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from transferkit.data import IMAGE_EXTENSIONS, DataError, ImageSource, open_rgb
-from transferkit.evaluate._tta import average_probabilities
+from transferkit.evaluate._tta import average_probabilities, run_tta
 from transferkit.evaluate.inference import LoadedRun, load_run, run_logits
 from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
 from transferkit.train.checkpoint import CheckpointError
@@ -103,7 +103,7 @@ def _predict_readable(run_dir: str | Path | LoadedRun, paths: list[str | Path], 
         for path in paths:
             x = transform(open_rgb(path)).unsqueeze(0)
             logits = run.model(x)
-            if (run.meta.get("config") or {}).get("tta") == "flip":  # the evaluation transform is mirror-symmetric
+            if run_tta(run.meta) == "flip":  # the evaluation transform is mirror-symmetric
                 logits = average_probabilities(logits, run.model(x.flip(-1)))
             if not torch.isfinite(logits).all():  # softmax would turn them into "nan%" without a word
                 raise CheckpointError(

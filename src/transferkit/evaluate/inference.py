@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from transferkit.config import TrainConfig
 from transferkit.data import ImageDataset, ImageSource, Preprocessing
-from transferkit.evaluate._tta import MirroredSource, average_probabilities, mirrored
+from transferkit.evaluate._tta import MirroredSource, average_probabilities, mirrored, run_tta
 from transferkit.models import build_model
 from transferkit.strategies import get_strategy
 from transferkit.train.checkpoint import CheckpointError, checkpoint_problem, load_checkpoint, read_sidecar
@@ -89,7 +89,7 @@ def run_logits(
         tta: none, or flip: the log of the mean of the softmax of each image and of its mirror (`TrainConfig.tta`);
             default the run's own setting.
     """
-    tta = tta or (run.meta.get("config") or {}).get("tta", "none")
+    tta = tta or run_tta(run.meta)
     logits, labels = _logits(run, source, batch_size, device, engine, what)
     if tta == "flip":
         flipped, _ = _logits(run, mirrored(source), batch_size, device, engine, f"{what or source.name} mirrored")
