@@ -11,10 +11,12 @@ from pathlib import Path
 
 import yaml
 
+from transferkit.data.preprocessing import AUGMENT_POLICIES
 from transferkit.strategies import DEFAULT_STRATEGY, get_strategy, strategy_names
 
 __all__ = [
     "AUGMENTATIONS",
+    "AUGMENT_POLICIES",
     "AUTO_LR",
     "BN_STATS",
     "CLASS_WEIGHTS",
@@ -126,6 +128,16 @@ class TrainConfig:
     """A from-scratch run uses this multiple of `lr` for every layer."""
     weight_decay: float = 0.01
     """Decoupled weight decay; never applied to norms and biases."""
+    layer_decay: float = 1.0
+    """Layer-wise learning-rate decay below 1: the backbone's last stage learns at lr x layer_decay, each stage before
+    it layer_decay times slower again, down to the stem (timm's --layer-decay); the head keeps lr x head_lr_mult."""
+    ema: float = 0.0
+    """Fine-tuning: keep an exponential moving average of the weights with this decay per step (e.g. 0.99; its
+    warm-up is min(ema, (1 + t) / (10 + t)) after t steps); validation, the best checkpoint and everything scored
+    from the run use the average. 0: no average."""
+    l2_sp: float = 0.0
+    """Fine-tuning: pull the pretrained layers' weights toward their starting values (L2-SP, decoupled: after each
+    step w -= lr x l2_sp x (w - w0)) instead of decaying them toward zero. 0: plain weight decay."""
     warmup_epochs: float = 1.0
     """Linear warm-up before the cosine decay."""
     label_smoothing: float | None = None
@@ -154,6 +166,14 @@ class TrainConfig:
     augmentation: str | None = None
     """resized-crop (50-100% of the area, flip) or pad-crop (black border of 1/8 the side, random crop, flip);
     default from the recipe (resized-crop small, pad-crop large)."""
+    crop_scale: float = 0.5
+    """resized-crop: the smallest fraction of the image's area a training crop keeps (1: the whole image, resized)."""
+    flip: bool = True
+    """Augmentation flips half the training images left-right; --no-flip where a mirror changes the label (digits,
+    text). Also the flips of `probe_views`."""
+    augment_policy: str = "none"
+    """After the crop and flip: none, trivial (torchvision's TrivialAugmentWide) or randaugment (RandAugment, 2
+    operations at magnitude 9). Per image, so array-backed data takes the per-image path when it is set."""
     random_erase: float = 0.0
     """Fraction of training images with a random rectangle blanked (pad-crop on array-backed data only)."""
     tta: str = "none"
@@ -278,6 +298,7 @@ class TrainConfig:
             raise ConfigError(f"augmentation {self.augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
         for name, allowed in (
             ("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS), ("select_by", SELECT_BY), ("tta", TTA),
+            ("augment_policy", AUGMENT_POLICIES),
         ):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -310,6 +331,7 @@ class TrainConfig:
             (self.probe_views >= 0, "probe_views must be 0 or more"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
+            (0 < self.crop_scale <= 1, "crop_scale must be in (0, 1]"),
             (self.prefix_cache_mb >= 0, "prefix_cache_mb must be 0 or more"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (
@@ -324,6 +346,9 @@ class TrainConfig:
             (self.workers >= 0, "workers must be 0 or more"),
             (self.threads is None or self.threads >= 1, "threads must be at least 1"),
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
+            (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
+            (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (self.l2_sp >= 0, "l2_sp must be 0 or more"),
         ]
         for ok, message in checks:
             if not ok:
@@ -337,6 +362,15 @@ class TrainConfig:
             name = "large" if fine_tuning and n_train >= LARGE_DATA else "small"
         values = {k: v for k, v in RECIPES[name].items() if getattr(self, k) is None}
         return replace(self, **values) if values else self
+
+    def augment_options(self) -> dict:
+        """The training transform's settings (`data.build_transforms`'s keywords) once the recipe is applied."""
+        return {
+            "augmentation": self.augmentation or "resized-crop",
+            "crop_scale": self.crop_scale,
+            "flip": self.flip,
+            "policy": self.augment_policy,
+        }
 
     def resolved_lr(self) -> float:
         if self.lr == AUTO_LR:

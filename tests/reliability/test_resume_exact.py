@@ -178,9 +178,14 @@ _PADCROP = ["--strategy", "full", "--epochs", "2", "--augmentation", "pad-crop"]
 # pretrained: weights from a file, so BatchNorm keeps its statistics and is folded into the convolutions (fold_bn).
 _PRETRAINED = Path(tempfile.gettempdir()) / f"transferkit-resume-{os.getpid()}-pretrained.pth"
 _FOLDED = ["--strategy", "full", "--epochs", "2", "--weights", str(_PRETRAINED)]
-_EXTRA = {"full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP, "pretrained": _FOLDED}
+# extras: the weight average, the pull toward the pretrained weights and per-stage rates, whose state a resume restores.
+_EXTRAS = [*_FOLDED, "--ema", "0.9", "--l2-sp", "20", "--layer-decay", "0.7"]
+_EXTRA = {
+    "full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP, "pretrained": _FOLDED,
+    "extras": _EXTRAS,
+}  # fmt: skip
 _TOTAL = {"full": 2 * STEPS_PER_EPOCH, "lpft": 3 * STEPS_PER_EPOCH, "padcrop": 2 * STEPS_PER_EPOCH}
-_TOTAL["pretrained"] = _TOTAL["full"]
+_TOTAL["pretrained"] = _TOTAL["extras"] = _TOTAL["full"]
 
 
 def _kill_and_resume(image_folder, tmp_path, kind: str, **kill) -> tuple[Path, str]:
@@ -218,10 +223,10 @@ def _machine_kernels_flipped(run: Path):
 
 # Steps after the first resumable state: step 3 (every 3 steps), or the end of the feature-cached probe epoch
 # (saved after the hook of its last step runs).
-_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1, "padcrop": 3, "pretrained": 3}
+_FIRST_SAVE = {"full": 3, "lpft": STEPS_PER_EPOCH + 1, "padcrop": 3, "pretrained": 3, "extras": 3}
 
 
-@pytest.mark.parametrize("kind", ["full", "lpft", "padcrop", "pretrained"])
+@pytest.mark.parametrize("kind", ["full", "lpft", "padcrop", "pretrained", "extras"])
 def test_sigkill_at_a_random_step_resumes_exactly(reference, image_folder, tmp_path, kind):
     step = random.Random(SEED).randrange(_FIRST_SAVE[kind], _TOTAL[kind])
     run, log = _kill_and_resume(image_folder, tmp_path, kind, kill_at_step=step)

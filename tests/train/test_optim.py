@@ -86,3 +86,31 @@ def test_scheduler_caps_a_warmup_longer_than_the_run_so_the_peak_is_reached():
         scheduler.step()
     assert lrs == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_layer_decay_slows_each_stage_before_the_last_by_the_factor():
+    from transferkit.models.freezing import backbone_stages
+
+    model = _model()
+    stages = backbone_stages(model)
+    groups = param_groups(model, head_keys(model), base_lr=1e-3, head_lr_mult=10, weight_decay=0.05, layer_decay=0.5)
+    rates = {g["name"]: g["lr"] for g in groups}
+    assert rates["head"] == pytest.approx(1e-2)
+    for stage in stages:
+        assert rates[f"backbone.{stage.index}"] == pytest.approx(1e-3 * 0.5 ** (len(stages) - stage.index))
+    params = dict(model.named_parameters())
+    for group in groups:  # each stage's parameters are in its own groups, decay split as before
+        if group["name"].startswith("backbone."):
+            index = int(group["name"].split(".")[1].split("-")[0])
+            names = set(stages[index].param_names)
+            assert {id(p) for p in group["params"]} <= {id(params[n]) for n in names}
+    assert sum(len(g["params"]) for g in groups) == len(params)
+
+
+def test_layer_decay_of_one_keeps_the_plain_groups():
+    model = _model()
+    plain = param_groups(model, head_keys(model), base_lr=1e-3, head_lr_mult=10, weight_decay=0.05)
+    same = param_groups(model, head_keys(model), base_lr=1e-3, head_lr_mult=10, weight_decay=0.05, layer_decay=1.0)
+    assert [(g["name"], g["lr"], len(g["params"])) for g in plain] == [
+        (g["name"], g["lr"], len(g["params"])) for g in same
+    ]

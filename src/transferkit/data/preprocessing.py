@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import torch
 from torchvision import transforms as T
 
-__all__ = ["INTERPOLATIONS", "Preprocessing", "pad_crop_padding"]
+__all__ = ["AUGMENT_POLICIES", "INTERPOLATIONS", "Preprocessing", "pad_crop_padding"]
 
 _MODES = {
     "bicubic": T.InterpolationMode.BICUBIC,
@@ -18,6 +18,8 @@ _MODES = {
 }
 INTERPOLATIONS = tuple(_MODES)
 """Resize interpolations by their timm names."""
+AUGMENT_POLICIES = ("none", "trivial", "randaugment")
+"""Automatic augmentation policies a training transform can add after its crop and flip."""
 
 
 def _three_floats(name: str, values) -> tuple[float, float, float]:
@@ -137,24 +139,53 @@ class Preprocessing:
         """PIL image to the normalised float tensor the model sees at evaluation."""
         return T.Compose([*self.geometry().transforms, *self._to_tensor()])
 
-    def train_transform(self, augmentation: str = "resized-crop", augment: bool = True) -> T.Compose:
+    def train_transform(
+        self,
+        augmentation: str = "resized-crop",
+        augment: bool = True,
+        *,
+        crop_scale: float = 0.5,
+        flip: bool = True,
+        policy: str = "none",
+    ) -> T.Compose:
         """PIL image to a normalised float tensor for training.
 
         Args:
-            augmentation: resized-crop (random resized crop of 50-100% of the area, flip) or pad-crop (the
+            augmentation: resized-crop (random resized crop of `crop_scale`-100% of the area, flip) or pad-crop (the
                 evaluation view padded with black by `pad_crop_padding`, a random crop of the original size, flip).
             augment: False gives the evaluation transform.
+            crop_scale: resized-crop: the smallest fraction of the image's area a crop keeps (1: the whole image,
+                resized).
+            flip: Flip half the images left-right (off where a mirror changes the label, as for digits).
+            policy: none, trivial (torchvision's TrivialAugmentWide: one random photometric or geometric operation
+                of random strength per image) or randaugment (RandAugment, 2 operations at magnitude 9), after the
+                crop.
+
+        Example:
+            >>> pre = Preprocessing(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+            >>> [type(t).__name__ for t in pre.train_transform(crop_scale=0.8, flip=False, policy="trivial").transforms]
+            ['RandomResizedCrop', 'TrivialAugmentWide', 'ToTensor', 'Normalize']
         """
         if not augment:
             return self.eval_transform()
+        if not 0 < crop_scale <= 1:
+            raise ValueError(f"crop_scale must be in (0, 1], not {crop_scale!r}")
+        if policy not in AUGMENT_POLICIES:
+            raise ValueError(f"policy {policy!r}: choose one of {', '.join(AUGMENT_POLICIES)}")
         size = self.image_size
         if augmentation == "pad-crop":
             crop = [*self.geometry().transforms, T.RandomCrop(size, padding=pad_crop_padding(size))]
         else:
-            # A milder scale range than ImageNet's (0.08, 1): small datasets and short schedules
+            # A milder default scale range than ImageNet's (0.08, 1): small datasets and short schedules
             # lose more from extreme crops than they gain.
-            crop = [T.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=self.interpolation_mode)]
-        return T.Compose([*crop, T.RandomHorizontalFlip(), *self._to_tensor()])
+            crop = [T.RandomResizedCrop(size, scale=(crop_scale, 1.0), interpolation=self.interpolation_mode)]
+        flips = [T.RandomHorizontalFlip()] if flip else []
+        extra = {
+            "none": [],
+            "trivial": [T.TrivialAugmentWide(interpolation=self.interpolation_mode)],
+            "randaugment": [T.RandAugment(interpolation=self.interpolation_mode)],
+        }[policy]
+        return T.Compose([*crop, *flips, *extra, *self._to_tensor()])
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalise an NCHW batch: uint8 pixels (0-255), or floats already scaled to [0, 1] as ToTensor does.

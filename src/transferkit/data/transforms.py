@@ -12,7 +12,7 @@ AUGMENTATIONS = ("resized-crop", "pad-crop")
 
 
 def build_transforms(
-    pre: Preprocessing, *, train: bool, augment: bool = True, augmentation: str = "resized-crop"
+    pre: Preprocessing, *, train: bool, augment: bool = True, augmentation: str = "resized-crop", **options
 ) -> T.Compose:
     """`pre`'s training transform (`Preprocessing.train_transform`) or its evaluation transform.
 
@@ -21,8 +21,9 @@ def build_transforms(
         train: Training transforms (augmented when `augment`).
         augment: Whether training transforms augment at all.
         augmentation: resized-crop or pad-crop (see `Preprocessing.train_transform`).
+        options: crop_scale, flip, policy (see `Preprocessing.train_transform`).
     """
-    return pre.train_transform(augmentation, augment) if train else pre.eval_transform()
+    return pre.train_transform(augmentation, augment, **options) if train else pre.eval_transform()
 
 
 def auto_image_size(source_sizes: dict, backbone_size: int) -> int:

@@ -43,8 +43,7 @@ class LoaderFactory:
                 return DataLoader(batches, sampler=chunks, batch_size=None, **common), generator
             order = self._train_order(len(source), source.labels, sample_seeds=True)
             return DataLoader(batches, sampler=dist.shard_batches(order), batch_size=None, **common), generator
-        augmentation = config.augmentation or "resized-crop"
-        transform = build_transforms(self.pre, train=train, augment=config.augment, augmentation=augmentation)
+        transform = build_transforms(self.pre, train=train, augment=config.augment, **config.augment_options())
         dataset = ImageDataset(source, transform, skip_unreadable=True)
         self.datasets.append(dataset)
         if not train:
@@ -77,18 +76,19 @@ class LoaderFactory:
 
     def _array_batches(self, source: ImageSource, train: bool) -> ArrayBatches | None:
         """Batches straight from the uint8 array when the source has one at the right size and the augmentation is
-        tensor-level (pad-crop, or none); None means the per-image PIL path."""
+        tensor-level (pad-crop without a policy, or none); None means the per-image PIL path."""
         pre, config = self.pre, self.config
         size, side = pre.image_size, pre.eval_resize
         if source.arrays is None or source.arrays.shape[1] != side or source.arrays.shape[2] != side:
             return None
         augment = train and config.augment
-        if augment and config.augmentation != "pad-crop":
+        if augment and (config.augmentation != "pad-crop" or config.augment_policy != "none"):
             return None
         return ArrayBatches(
             source,
             pre,
             train=augment,
             padding=pad_crop_padding(size),
+            flip=config.flip,
             erase=config.random_erase,
         )

@@ -22,6 +22,7 @@ from transferkit.train._loaders import LoaderFactory
 from transferkit.train._prefix_cache import cache_prefix
 from transferkit.train._probe import probe_features, run_lbfgs_phase
 from transferkit.train._rng import restore_rng
+from transferkit.train._step_extras import step_extras
 from transferkit.train._tracker import PhaseContext, Tracker
 from transferkit.train.checkpoint import CheckpointError
 from transferkit.train.features import augmented_features
@@ -110,8 +111,8 @@ class PhaseRunner:
         if not (phase.augmented_views and config.augment) or self.features is not None:
             return None
         extra = augmented_features(
-            self.model, self.data.train, self.run_model.preprocessing, augmentation=config.augmentation or
-            "resized-crop", views=phase.augmented_views, seed=config.seed,
+            self.model, self.data.train, self.run_model.preprocessing, augmentation=config.augment_options(),
+            views=phase.augmented_views, seed=config.seed,
         )  # fmt: skip
         labels = features[1]
         return torch.cat([features[0], torch.from_numpy(extra)]), labels.repeat(phase.augmented_views + 1)
@@ -126,6 +127,10 @@ class PhaseRunner:
             phase.name, phase.epochs, lambda: self._measure(parts, optimizer), self.session.dist
         )  # the budget applies only to phases that start in this process, or the saved plan to resumed ones
         phase = replace(phase, epochs=epochs)
+        # After the budget's timed steps (which put the weights back). Fine-tuning only: a probe on cached features
+        # trains a head that the best checkpoint does not hold alone.
+        tunes = not (phase.probe and config.feature_cache)
+        extras = step_extras(parts.module, optimizer, ema=config.ema, l2_sp=config.l2_sp) if tunes else {}
         tracker.deadline = self.budget.deadline
         tracker.final_epoch = phase.last_epoch if is_final else final.last_epoch
         steps = len(parts.train_loader)
@@ -134,13 +139,13 @@ class PhaseRunner:
         )
         first, start = phase.first_epoch, None
         if mid_phase:
-            first, start = self._resume(phase, optimizer, scheduler)
+            first, start = self._resume(phase, optimizer, scheduler, extras)
         if self.state is not None:
             restore_rng(self.state["rng"], parts.generators)
             self.state = None
         tracker.phase = PhaseContext(
             index, phase.name, optimizer, scheduler, parts.generators, config.checkpoint_every_steps if
-            self._saves_mid_epoch(phase) else 0,
+            self._saves_mid_epoch(phase) else 0, extras, extras["ema"].module if "ema" in extras else None,
         )  # fmt: skip
         # Only what trains is wrapped: a cached-feature probe wraps the head, never the frozen backbone.
         trainer = self.session.dist.wrap(parts.module, self.session.device)
@@ -150,9 +155,11 @@ class PhaseRunner:
             history = fit(
                 trainer, parts.train_loader, parts.val_loader, settings, epochs=phase.last_epoch - first + 1,
                 optimizer=optimizer, scheduler=scheduler, phase=phase.name, first_epoch=first, on_epoch=tracker,
-                start=start, on_step=tracker.on_step,
+                start=start, on_step=tracker.on_step, eval_model=extras["ema"].module if "ema" in extras else None,
             )  # fmt: skip
         del trainer  # its gradient hooks must not outlive the phase (lp-ft wraps the head again in the next)
+        for extra in extras.values():
+            extra.close()
         return history
 
     def _trainable(self, phase: Phase) -> _Trainable:
@@ -166,9 +173,11 @@ class PhaseRunner:
             return _Trainable(head, train, val, groups, {"train": generator})
         groups = param_groups(
             self.model, head_keys(self.model), base_lr=phase.lr, head_lr_mult=phase.head_lr_mult,
-            weight_decay=config.weight_decay,
+            weight_decay=config.weight_decay, layer_decay=config.layer_decay,
         )  # fmt: skip
-        if phase.prefix_cache and config.prefix_cache and not config.augment and not self.session.dist.enabled:
+        # The weight average validates a copy of the whole model on images, which a prefix cache does not feed.
+        prefix = phase.prefix_cache and config.prefix_cache and not config.augment and not config.ema
+        if prefix and not self.session.dist.enabled:
             cached = self._prefix_cached(groups)
             if cached is not None:
                 return cached
@@ -204,10 +213,15 @@ class PhaseRunner:
         with self.session.dist.main_first():  # rank 0 fills the feature cache, the others read it
             return probe_features(self.model, self.config, self.run_model.preprocessing, self.data.train, self.data.val)
 
-    def _resume(self, phase: Phase, optimizer, scheduler) -> tuple[int, EpochProgress]:
+    def _resume(self, phase: Phase, optimizer, scheduler, extras: dict) -> tuple[int, EpochProgress]:
         try:
             optimizer.load_state_dict(self.state["optimizer"])
             scheduler.load_state_dict(self.state["scheduler"])
+            saved = self.state.get("extras", {})
+            if set(saved) != set(extras):
+                raise ValueError(f"it was saved with step extras {sorted(saved)}, this run has {sorted(extras)}")
+            for name, extra in extras.items():
+                extra.load_state_dict(saved[name])
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(
                 f"cannot resume phase {phase.name!r}: the saved optimiser state does not fit the trainable "

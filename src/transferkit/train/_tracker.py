@@ -41,6 +41,10 @@ class PhaseContext:
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     every_steps: int = 0
     """Save mid-epoch every this many steps (0: only at epoch ends)."""
+    extras: dict = field(default_factory=dict)
+    """After-step extras (`_step_extras`) by name, whose state the resumable checkpoint keeps."""
+    best_model: nn.Module | None = None
+    """What the best checkpoint saves instead of the tracked model (the weight average); None: the model."""
 
 
 class Tracker:
@@ -136,9 +140,11 @@ class Tracker:
             self.best_acc, self.best_epoch, self.bad_epochs = result.val_acc, result.epoch, 0
             self.best_score = score
             if self.dist.is_main:
+                best = self.phase.best_model if self.phase is not None else None
                 save_checkpoint(
-                    self.run.best, self.model, {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()}
-                )
+                    self.run.best, best if best is not None else self.model,
+                    {**self.meta, "epoch": result.epoch, "metrics": result.to_dict()},
+                )  # fmt: skip
         else:
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
@@ -183,6 +189,8 @@ class Tracker:
             # The depthwise kernels used so far: a resume repeats the arithmetic, not only the sample order.
             "depthwise": dict(self.kernels.used) if self.kernels is not None else {},
         }
+        if phase.extras:
+            state["extras"] = {name: extra.state_dict() for name, extra in phase.extras.items()}
         meta = {
             **self.meta,
             "epoch": epoch - 1,  # epochs completed

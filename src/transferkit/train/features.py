@@ -180,7 +180,7 @@ def augmented_features(
     source: ImageSource,
     pre: Preprocessing,
     *,
-    augmentation: str,
+    augmentation: str | dict,
     views: int,
     seed: int,
     batch_size: int = 64,
@@ -192,7 +192,8 @@ def augmented_features(
     """
     from transferkit.data.transforms import build_transforms
 
-    transform = build_transforms(pre, train=True, augment=True, augmentation=augmentation)
+    options = augmentation if isinstance(augmentation, dict) else {"augmentation": augmentation}
+    transform = build_transforms(pre, train=True, augment=True, **options)
     was_training = model.training
     model.eval()
     out = np.empty((views * len(source), int(model.num_features)), np.float32)

@@ -222,6 +222,7 @@ def fit(
     on_epoch: Callable[[EpochResult], bool] | None = None,
     start: EpochProgress | None = None,
     on_step: Callable[[int, EpochProgress], None] | None = None,
+    eval_model: nn.Module | None = None,
 ) -> list[EpochResult]:
     """Train for `epochs`, evaluating after each; `on_epoch` returns True to stop early.
 
@@ -231,6 +232,7 @@ def fit(
     Args:
         start: Continue `first_epoch` from this position instead of its beginning (resume).
         on_step: Called as ``on_step(epoch, progress)`` after every training step.
+        eval_model: Validate this module instead of `model` (an average of its weights).
     """
     dist, device, amp = settings.dist, settings.device, settings.amp
     eval_loss = nn.CrossEntropyLoss()
@@ -262,7 +264,7 @@ def fit(
         bad_in_row = progress.bad_in_row
         # The bare model: a DDP wrapper would synchronise in forward, and shards may differ in batch count.
         val_loss, val_acc, logits, labels = evaluate_loader(
-            unwrap(model), val_loader, eval_loss, device, "validate", amp
+            eval_model if eval_model is not None else unwrap(model), val_loader, eval_loss, device, "validate", amp
         )
         confusion = confusion_counts(labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
         if dist.enabled:

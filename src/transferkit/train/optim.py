@@ -13,27 +13,60 @@ __all__ = ["build_optimizer", "build_scheduler", "param_groups"]
 
 
 def param_groups(
-    model: nn.Module, head: list[str], *, base_lr: float, head_lr_mult: float, weight_decay: float
+    model: nn.Module,
+    head: list[str],
+    *,
+    base_lr: float,
+    head_lr_mult: float,
+    weight_decay: float,
+    layer_decay: float = 1.0,
 ) -> list[dict]:
     """Split trainable parameters into (pretrained | head) x (decay | no decay) groups.
 
     Norm weights and biases (1-D tensors) get no weight decay: shrinking them toward zero only hurts.
     Each group carries a `name` so logs and tests can tell them apart.
+
+    Args:
+        layer_decay: Below 1, layer-wise learning-rate decay: the backbone's stages (`backbone_stages`, stem first)
+            get their own groups, named ``backbone.K`` (K the stage), at ``base_lr * layer_decay ** (S - K)`` for
+            S stages, so the last stage learns at ``base_lr * layer_decay`` and the stem slowest; the head keeps
+            ``base_lr * head_lr_mult``. 1 (the default): one rate for the whole backbone.
+
+    Example:
+        >>> from transferkit.models import build_model, head_keys
+        >>> model = build_model("tiny_resnet", 3, pretrained=False).model
+        >>> groups = param_groups(model, head_keys(model), base_lr=1e-3, head_lr_mult=10, weight_decay=0.01,
+        ...                       layer_decay=0.5)
+        >>> [(g["name"], g["lr"]) for g in groups if not g["name"].endswith("no-decay")][-2:]
+        [('backbone.4', 0.0005), ('head', 0.01)]
     """
     head_set = set(head)
-    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    stage_of: dict[str, int] = {}
+    n_stages = 0
+    if layer_decay != 1.0:
+        from transferkit.models.freezing import backbone_stages
+
+        stages = backbone_stages(model)
+        n_stages = len(stages)
+        stage_of = {name: stage.index for stage in stages for name in stage.param_names}
+    buckets: dict[tuple[str, int, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         part = "head" if name in head_set else "backbone"
-        decay = param.ndim > 1
-        buckets.setdefault((part, decay), []).append(param)
+        # A parameter outside every stage (none in timm's models) learns at the last stage's rate.
+        stage = stage_of.get(name, n_stages - 1) if part == "backbone" and stage_of else -1
+        buckets.setdefault((part, stage, param.ndim > 1), []).append(param)
     groups = []
-    for (part, decay), params in sorted(buckets.items()):
-        lr = base_lr * (head_lr_mult if part == "head" else 1.0)
+    for (part, stage, decay), params in sorted(buckets.items()):
+        if part == "head":
+            lr = base_lr * head_lr_mult
+        else:
+            lr = base_lr * (layer_decay ** (n_stages - stage) if stage >= 0 else 1.0)
+        label = part if stage < 0 else f"{part}.{stage}"
         groups.append(
             {
-                "name": f"{part}{'' if decay else '-no-decay'}",
+                "name": f"{label}{'' if decay else '-no-decay'}",
                 "params": params,
                 "lr": lr,
                 "weight_decay": weight_decay if decay else 0.0,
