@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: venv data browser demo test test-fast lint bench clean
+.PHONY: venv data malloc browser demo test test-fast lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -34,9 +34,24 @@ data:
 		echo "Tests that need it will be skipped."; \
 	fi
 
+# tcmalloc (Debian's libtcmalloc-minimal4): the transferkit command preloads it when installed; CPU training steps
+# measured up to 1.5x faster with it (BENCHMARKS.md, "Training-step speed"). Optional: without it nothing fails.
+malloc:
+	@if [ -f /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] || [ -f /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4 ]; then \
+		true; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && apt-get install -y -q libtcmalloc-minimal4 >/dev/null) || \
+		echo "could not install libtcmalloc-minimal4; training runs with the system allocator"; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get install -y -q libtcmalloc-minimal4 >/dev/null || echo "tcmalloc not installed; the system allocator is used"; \
+	else \
+		echo "tcmalloc not found (apt install libtcmalloc-minimal4): training runs with the system allocator"; \
+	fi
+
 # 28 px images at 64 px, 6 epochs: 10 min 6 s with auto at load 2-3.5 (README, "The demo"). Pretrained
 # layers learn at 5e-4 (the head at 10x); scratch keeps the default scratch rate, 1e-3 (2 x 5e-4).
-demo: venv data
+demo: venv data malloc
 	$(BIN)/transferkit compare --fashion-mnist $(FMNIST_DIR) --per-class 100 --test-limit 10000 \
 		--backbone efficientnet_lite0 --strategies baseline,linear-probe,lp-ft,full,scratch,auto \
 		--image-size 64 --epochs 6 --lr 5e-4 --scratch-lr-mult 2 --out runs/demo
@@ -55,7 +70,7 @@ browser:
 		echo "chromium not found and apt is unavailable: the report rendering test will be skipped"; \
 	fi
 
-test: venv data browser
+test: venv data malloc browser
 	TRANSFERKIT_FMNIST=$(FMNIST_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

@@ -1,5 +1,5 @@
 """python -m transferkit"""
 
-from transferkit.cli import main
+from transferkit.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

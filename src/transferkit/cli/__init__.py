@@ -25,7 +25,7 @@ from transferkit.cli import (
     train,
 )
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console_main", "main"]
 
 _QUIET_HELP = "say nothing on stderr but errors (no progress, epoch lines, warnings); results still go to stdout"
 
@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     for sub_parser in sub.choices.values():  # also after the command: `transferkit predict ... -q`
         sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=_QUIET_HELP)
     return parser
+
+
+def console_main() -> int:
+    """The `transferkit` command (and ``python -m transferkit``): `main` under tcmalloc when it is installed
+    (`transferkit._malloc`; ``TRANSFERKIT_MALLOC=system`` keeps the system allocator)."""
+    from transferkit._malloc import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:
