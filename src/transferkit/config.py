@@ -174,6 +174,12 @@ class TrainConfig:
     augment_policy: str = "none"
     """After the crop and flip: none, trivial (torchvision's TrivialAugmentWide) or randaugment (RandAugment, 2
     operations at magnitude 9). Per image, so array-backed data takes the per-image path when it is set."""
+    mixup: float = 0.0
+    """Fine-tuning: MixUp of each training batch, images and labels blended by a weight drawn from Beta(mixup, mixup)
+    (0.2 is the usual choice); 0: off. With `cutmix` too, each batch gets one of the two at random."""
+    cutmix: float = 0.0
+    """Fine-tuning: CutMix of each training batch, a box of one image pasted into another and the labels mixed by its
+    area, the area drawn from Beta(cutmix, cutmix) (1.0 is the usual choice); 0: off."""
     random_erase: float = 0.0
     """Fraction of training images with a random rectangle blanked (pad-crop on array-backed data only)."""
     tta: str = "none"
@@ -332,6 +338,7 @@ class TrainConfig:
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.random_erase <= 1, "random_erase must be in [0, 1]"),
             (0 < self.crop_scale <= 1, "crop_scale must be in (0, 1]"),
+            (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix must be 0 or more"),
             (self.prefix_cache_mb >= 0, "prefix_cache_mb must be 0 or more"),
             (0 < self.crop_pct <= 1, "crop_pct must be in (0, 1]"),
             (

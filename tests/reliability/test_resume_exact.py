@@ -178,8 +178,9 @@ _PADCROP = ["--strategy", "full", "--epochs", "2", "--augmentation", "pad-crop"]
 # pretrained: weights from a file, so BatchNorm keeps its statistics and is folded into the convolutions (fold_bn).
 _PRETRAINED = Path(tempfile.gettempdir()) / f"transferkit-resume-{os.getpid()}-pretrained.pth"
 _FOLDED = ["--strategy", "full", "--epochs", "2", "--weights", str(_PRETRAINED)]
-# extras: the weight average, the pull toward the pretrained weights and per-stage rates, whose state a resume restores.
-_EXTRAS = [*_FOLDED, "--ema", "0.9", "--l2-sp", "20", "--layer-decay", "0.7"]
+# extras: the weight average, the pull toward the pretrained weights, per-stage rates and batch mixing, which a resume
+# must continue exactly.
+_EXTRAS = [*_FOLDED, "--ema", "0.9", "--l2-sp", "20", "--layer-decay", "0.7", "--mixup", "0.2", "--cutmix", "1"]
 _EXTRA = {
     "full": ["--strategy", "full", "--epochs", "2"], "lpft": _LPFT, "padcrop": _PADCROP, "pretrained": _FOLDED,
     "extras": _EXTRAS,

@@ -153,7 +153,8 @@ class PhaseRunner:
             trainer = torch.compile(trainer)
         with self._step_kernels(parts.module):
             history = fit(
-                trainer, parts.train_loader, parts.val_loader, settings, epochs=phase.last_epoch - first + 1,
+                trainer, parts.train_loader, parts.val_loader, settings if tunes else replace(settings, mix=None),
+                epochs=phase.last_epoch - first + 1,
                 optimizer=optimizer, scheduler=scheduler, phase=phase.name, first_epoch=first, on_epoch=tracker,
                 start=start, on_step=tracker.on_step, eval_model=extras["ema"].module if "ema" in extras else None,
             )  # fmt: skip
@@ -177,6 +178,7 @@ class PhaseRunner:
         )  # fmt: skip
         # The weight average validates a copy of the whole model on images, which a prefix cache does not feed.
         prefix = phase.prefix_cache and config.prefix_cache and not config.augment and not config.ema
+        prefix = prefix and self.settings.mix is None  # mixing is augmentation: each epoch's inputs differ
         if prefix and not self.session.dist.enabled:
             cached = self._prefix_cached(groups)
             if cached is not None:

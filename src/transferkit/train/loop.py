@@ -91,6 +91,9 @@ class StepSettings:
     """BatchNorm layers normalise with their running statistics and keep them (see `set_train_mode`)."""
     max_bad_steps: int | None = None
     """Consecutive non-finite steps that abort training; None never aborts."""
+    mix: Callable | None = None
+    """MixUp / CutMix of each training batch (`_mix.BatchMix`): ``mix(inputs, targets, epoch=, step=)`` returns the
+    mixed batch and soft targets; None trains on the batches as they come."""
 
 
 def train_one_epoch(
@@ -103,6 +106,7 @@ def train_one_epoch(
     *,
     progress: EpochProgress | None = None,
     on_step: Callable[[EpochProgress], None] | None = None,
+    epoch: int = 0,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy on the training batches.
 
@@ -113,6 +117,7 @@ def train_one_epoch(
         progress: Continue from this position (updated in place); the loader must already start at
             `progress.step` (see `EpochBatchSampler.set_position`).
         on_step: Called after every step with the updated progress (periodic checkpoints, Ctrl-C).
+        epoch: The epoch's number, which (with the step) seeds `settings.mix`.
     """
     dist, amp, device, loss_fn = settings.dist, settings.amp, settings.device, settings.loss_fn
     max_bad_steps = settings.max_bad_steps
@@ -122,9 +127,12 @@ def train_one_epoch(
         task = bar.add_task(description, total=len(loader), completed=p.step, status="")
         for inputs, targets in loader:
             inputs, targets = amp.inputs(inputs.to(device, non_blocking=True)), targets.to(device, non_blocking=True)
+            soft = targets
+            if settings.mix is not None:  # train accuracy stays that of the labels the images came with
+                inputs, soft = settings.mix(inputs, targets, epoch=epoch, step=p.step)
             with amp.autocast():
                 logits = model(inputs)
-                loss = loss_fn(logits, targets)
+                loss = loss_fn(logits, soft)
             optimizer.zero_grad(set_to_none=True)
             n, ok = targets.shape[0], bool(torch.isfinite(loss))
             loss_sum, correct, seen = (
@@ -259,7 +267,7 @@ def fit(
 
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, scheduler, settings, f"{phase} epoch {epoch}", progress=progress,
-            on_step=step_hook,
+            on_step=step_hook, epoch=epoch,
         )  # fmt: skip
         bad_in_row = progress.bad_in_row
         # The bare model: a DDP wrapper would synchronise in forward, and shards may differ in batch count.

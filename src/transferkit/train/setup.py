@@ -23,6 +23,7 @@ from transferkit.data.transforms import auto_image_size
 from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
 from transferkit.train._kernel_choices import KernelChoices
+from transferkit.train._mix import BatchMix
 from transferkit.train._resume import ResumePoint, config_changes, kept_changes, read_resume_point, warn
 from transferkit.train._tracker import Tracker
 from transferkit.train.checkpoint import CheckpointError
@@ -260,6 +261,7 @@ def step_settings(
         amp=session.amp,
         keep_bn_stats=config.bn_stats == "frozen" and has_pretrained,
         max_bad_steps=config.max_bad_steps,
+        mix=_batch_mix(config, data),
     )
 
 
@@ -330,6 +332,12 @@ def setup_tracker(
         f"resuming from {point.stem.name}: epoch {point.state['epoch']}, step {point.state['progress']['step']}"
     )
     return tracker, history
+
+
+def _batch_mix(config: TrainConfig, data: RunData | None) -> BatchMix | None:
+    if not (config.mixup > 0 or config.cutmix > 0) or data is None:
+        return None
+    return BatchMix(len(data.classes), config.mixup, config.cutmix, config.seed)
 
 
 def _class_weights(config: TrainConfig, data: RunData | None, device: torch.device) -> torch.Tensor | None:
