@@ -201,12 +201,14 @@ def _train_one(
     path = compare_dir / sub
     start = time.perf_counter()
     try:
+        reused = None
         if config.strategy == "auto":
-            from transferkit.advise.auto import resolve_auto
+            from transferkit.advise.auto import resolve_auto, reused_run
 
             config = resolve_auto(config, train, path, val=val)
+            reused = reused_run(path)  # the race's winning trial was this very run: nothing to train again
         loggers = open_loggers(config.log, path, config.to_dict())
-        trained = train_run(config, train, val, run_dir=path, listeners=[loggers.log_epoch])
+        trained = reused or train_run(config, train, val, run_dir=path, listeners=[loggers.log_epoch])
         run.trainable_params, run.best_val_acc, run.best_epoch = (
             trained.trainable_params,
             trained.best_val_acc,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from transferkit.data.preprocessing import AUGMENT_POLICIES
 from transferkit.strategies import DEFAULT_STRATEGY, get_strategy, strategy_names
 
 __all__ = [
@@ -43,6 +42,8 @@ CACHE_VERIFY = ("stat", "hash")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("frozen", "update")
 AUGMENTATIONS = ("resized-crop", "pad-crop")
+AUGMENT_POLICIES = ("none", "trivial", "randaugment")
+"""`augment_policy` values, as `data.preprocessing` has them (kept here too: reading a config imports no torch)."""
 TTA = ("none", "flip")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("shuffle", "balanced")

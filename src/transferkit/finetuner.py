@@ -84,9 +84,9 @@ class Finetuner:
             path = new_run_dir(out, name or _default_name(self.train, self.config))
         path = dist.broadcast(path)  # one numbered directory, chosen by rank 0
         try:
-            config = self.config
+            config, reused = self.config, None
             if config.strategy == "auto":  # measure (and race) first, then train the chosen plan (advice.json)
-                from transferkit.advise.auto import resolve_auto
+                from transferkit.advise.auto import resolve_auto, reused_run
 
                 if dist.enabled and config.race:  # every process would race on its own: take the rule-based plan
                     console.print(
@@ -96,8 +96,9 @@ class Finetuner:
                     config = replace(config, race=False)
 
                 config = resolve_auto(config, self.train, path, val=self.val, resume=resume)
+                reused = reused_run(path)  # the race's winning trial was this very run: nothing to train again
             loggers = open_loggers(config.log, path, config.to_dict()) if dist.is_main else Loggers([])
-            self.result = train_run(
+            self.result = reused or train_run(
                 config, self.train, self.val, run_dir=path, resume=resume, listeners=[loggers.log_epoch]
             )
         except BaseException:

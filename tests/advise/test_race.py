@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from transferkit import TrainConfig, from_folder
 from transferkit.advise import Measurements, decide
@@ -81,7 +82,11 @@ def test_successive_halving_keeps_the_better_half_and_the_last_trains_the_whole_
     assert race.winner == "full"  # 0.65 + 11 x 0.04 at 12 epochs beats the probe's 0.75
     assert "rung 1" in race.entrant("lp-ft").dropped and "rung 2" in race.entrant("partial").dropped
     assert "below full" in race.entrant("linear-probe").dropped
-    assert not list(tmp_path.rglob("*.safetensors"))  # scored trials keep curves, not weights
+    # Scored trials keep curves, not weights; the winner's whole-plan trial keeps them until the run takes it.
+    assert race.winner_run == "race/full-12ep"
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.safetensors")] == [
+        "race/full-12ep/best.safetensors"
+    ]
     assert (tmp_path / "race" / "full-12ep" / "metrics.jsonl").is_file()
     again = Race.from_dict(json.loads(json.dumps(race.to_dict())))
     assert again.winner == "full" and again.rows() == race.rows()
@@ -171,3 +176,36 @@ def test_compare_auto_records_the_race_in_its_run(tmp_path, image_folder, val_fo
     assert saved["race"]["winner"] == saved["strategy"]
     html = (result.compare_dir / "report.html").read_text()
     assert "How auto chose" in html and saved["race"]["winner"] in html
+
+
+def test_the_winning_trial_of_the_whole_plan_becomes_the_run_bit_for_bit(tmp_path, image_folder, similar):
+    """No budget, early stopping or logger: the run takes the race's trial instead of training it again, and that is
+    exactly what training the plan again would have given."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from transferkit import train_run
+
+    args = ["--backbone", "tiny_resnet", "--epochs", "4", "--batch-size", "8", "--image-size", "32"]
+    assert main(["train", str(image_folder), "--strategy", "auto", *args, "--out", str(tmp_path), "--name", "r"]) == 0
+    run = tmp_path / "r-001"
+    saved = json.loads((run / "advice.json").read_text())
+    race = Race.from_dict(saved["race"])
+    assert saved["reused_trial"] == race.winner_run and race.winner_run is not None
+    assert (run / "summary.json").is_file() and not list((run / race.winner_run).glob("*.safetensors"))
+    plan = TrainConfig.from_yaml(run / "config.yaml")
+    assert plan.strategy == race.winner
+    again = train_run(replace(plan, checkpoint_every_steps=50), from_folder(image_folder), run_dir=tmp_path / "again")
+    assert again.best_epoch == json.loads((run / "summary.json").read_text())["best_epoch"]
+    if race.winner != "baseline":
+        ours, theirs = load_file(run / "best.safetensors"), load_file(tmp_path / "again" / "best.safetensors")
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_early_stopping_makes_the_run_train_its_plan_itself(tmp_path, image_folder, similar):
+    args = ["--backbone", "tiny_resnet", "--epochs", "4", "--batch-size", "8", "--image-size", "32", "--patience", "3"]
+    assert main(["train", str(image_folder), "--strategy", "auto", *args, "--out", str(tmp_path), "--name", "r"]) == 0
+    saved = json.loads((tmp_path / "r-001" / "advice.json").read_text())
+    assert saved["reused_trial"] is None
+    assert TrainConfig.from_yaml(tmp_path / "r-001" / "config.yaml").patience == 3  # written by the run's own training

@@ -118,3 +118,10 @@ def test_a_run_saved_before_a_field_existed_resumes_with_the_value_it_trained_wi
     assert (TrainConfig.from_yaml(path).probe_views, TrainConfig.from_yaml(path).fold_bn) == (2, True)  # user files
     path.write_text(yaml.safe_dump(TrainConfig(strategy="lp-ft").to_dict()))  # a run saved today keeps its values
     assert TrainConfig.from_yaml(path, saved_run=True).probe_views == 2
+
+
+def test_the_augment_policies_a_config_accepts_are_those_the_transforms_know():
+    from transferkit.config import AUGMENT_POLICIES
+    from transferkit.data.preprocessing import AUGMENT_POLICIES as KNOWN
+
+    assert AUGMENT_POLICIES == KNOWN

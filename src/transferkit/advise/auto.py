@@ -6,12 +6,16 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transferkit._console import console
 from transferkit.config import TrainConfig, parse_duration
 from transferkit.data import ImageSource
 
-__all__ = ["ADVICE_FILE", "ADVISED_SETTINGS", "resolve_auto", "what_runs"]
+if TYPE_CHECKING:
+    from transferkit.train.runner import RunResult
+
+__all__ = ["ADVICE_FILE", "ADVISED_SETTINGS", "resolve_auto", "reused_run", "what_runs"]
 
 ADVICE_FILE = "advice.json"
 ADVISED_SETTINGS = ("lr", "head_lr_mult", "scratch_lr_mult", "epochs", "image_size", "class_weights", "select_by")
@@ -42,7 +46,7 @@ def resolve_auto(
         resume: The run continues an interrupted one.
     """
     from transferkit.advise import advise
-    from transferkit.advise.race import run_race
+    from transferkit.advise.race import adopt_winning_trial, run_race
     from transferkit.train.setup import resolve_device
 
     started = time.perf_counter()
@@ -68,6 +72,7 @@ def resolve_auto(
         left = parse_duration(config.time_budget) - (time.perf_counter() - started)
         applied = replace(applied, time_budget=f"{max(1.0, left):.0f}s")
         console.print(f"strategy auto: {applied.time_budget} of --time-budget {config.time_budget} left to train")
+    reused = adopt_winning_trial(race, applied, Path(run_dir)) if race is not None else None
     saved = advice.to_dict() | {
         "strategy": chosen.strategy,
         "freeze": chosen.freeze,
@@ -75,10 +80,34 @@ def resolve_auto(
         "rule_strategy": advice.strategy,
         "race": race.to_dict() if race is not None else None,
         "final_time_budget": applied.time_budget if race is not None else None,
+        "reused_trial": reused,
     }
     path.write_text(json.dumps(saved, indent=2, default=str))
     console.print(what_runs(chosen, applied, rule=advice.strategy), highlight=False, markup=False)
+    if reused:
+        console.print(f"strategy auto: the race's trial {reused} trained this plan already; it is the run")
     return applied
+
+
+def reused_run(run_dir: str | Path) -> RunResult | None:
+    """The result of an auto run whose race's winning trial became the run (`resolve_auto`), or None.
+
+    The caller trains the plan `resolve_auto` returned only when this is None.
+    """
+    from transferkit.train.loop import EpochResult
+    from transferkit.train.rundir import RunDir
+    from transferkit.train.runner import RunResult
+
+    run = Path(run_dir)
+    advice, summary = run / ADVICE_FILE, run / "summary.json"
+    if not (advice.is_file() and summary.is_file()) or not json.loads(advice.read_text()).get("reused_trial"):
+        return None
+    done = json.loads(summary.read_text())
+    history = [EpochResult(**row) for row in RunDir(run).metrics()]
+    return RunResult(
+        run, float(done["best_val_acc"]), int(done.get("best_epoch", 0)), history, float(done.get("seconds", 0.0)),
+        int(done.get("trainable_params", 0)), int(done.get("frozen_params", 0)), bool(done.get("stopped_early")),
+    )  # fmt: skip
 
 
 def what_runs(advice, applied: TrainConfig, rule: str | None = None) -> str:

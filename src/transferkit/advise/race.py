@@ -16,14 +16,16 @@ learning rates every trial uses. Then the race, by successive halving:
 
 With ``--time-budget`` the race spends at most `RACE_SHARE` of it (a trial that its predecessor's pace says would
 not fit is not started) and the final run gets the rest. Without one, the rungs come from the epochs the winner
-will train (`rungs_for`). A fine-tuner that wins trains its schedule once more as the run itself: the cost of
-keeping the run an ordinary one. Everything is recorded in ``advice.json`` (``race``), printed, and
-shown in the report.
+will train (`rungs_for`). The winner's trial of its whole plan is the same computation as the run would be when no
+time budget, early stopping or experiment logger changes it: then `resolve_auto` takes that trial as the run
+instead of training it again. Everything is recorded in ``advice.json`` (``race``), printed, and shown in the
+report.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +36,18 @@ from transferkit.config import TrainConfig, parse_duration
 from transferkit.data import ImageSource
 from transferkit.strategies import compare_defaults, get_strategy, strategy_names
 
-__all__ = ["RACE_DIR", "RACE_SHARE", "Entrant", "Race", "Trial", "plan_race", "rungs_for", "run_race"]
+__all__ = [
+    "RACE_DIR",
+    "RACE_SHARE",
+    "Entrant",
+    "Race",
+    "Trial",
+    "adopt_winning_trial",
+    "plan_race",
+    "rungs_for",
+    "run_race",
+    "trial_plan",
+]
 
 RACE_DIR = "race"
 RACE_SHARE = 0.4
@@ -92,6 +105,9 @@ class Race:
     budget_note: str
     winner: str | None = None
     seconds: float = 0.0
+    winner_run: str | None = None
+    """The winner's trial that trained its whole plan, relative to the run directory (its weights are kept, so the
+    run can take it as its own instead of training it again); None when its last trial was shorter."""
 
     def entrant(self, strategy: str) -> Entrant:
         return next(e for e in self.entrants if e.strategy == strategy)
@@ -109,6 +125,7 @@ class Race:
         return cls(
             entrants, dict(data.get("pruned", {})), list(data["rungs"]), int(data["final_epochs"]),
             data.get("budget_seconds"), data.get("budget_note", ""), data.get("winner"), float(data.get("seconds", 0)),
+            data.get("winner_run"),
         )  # fmt: skip
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
@@ -234,9 +251,11 @@ def run_race(
     train_fn = train_fn or _train_trial(train, val)
     root = Path(run_dir) / RACE_DIR
 
+    whole: list[Path] = []  # trials of a whole plan: the winner's may become the run, so their weights wait
+
     def trial(entrant: Entrant, epochs: int | None) -> None:
         classical = get_strategy(entrant.strategy).classical
-        trial_config = _shortened(plans[entrant.strategy], epochs)
+        trial_config = trial_plan(plans[entrant.strategy], epochs)
         path = root / (entrant.strategy if entrant.fixed else f"{entrant.strategy}-{epochs}ep")
         console.rule(f"race: {entrant.strategy}" + ("" if entrant.fixed else f", {epochs} epochs"))
         began = time.perf_counter()
@@ -247,7 +266,10 @@ def run_race(
             console.print(f"[yellow]race:[/yellow] {entrant.strategy} failed: {exc}", highlight=False)
             return
         finally:
-            _drop_weights(path)
+            if entrant.fixed or epochs == final_epochs:
+                whole.append(path)
+            else:
+                _drop_weights(path)
         ran = None if classical else trial_config.epochs
         entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, path.relative_to(run_dir).as_posix()))
 
@@ -292,6 +314,12 @@ def run_race(
                 if _cost(e) == _cost(winner):
                     e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%, which the prior ranks first"
     race.winner = winner.strategy
+    last = winner.trials[-1]
+    if winner.fixed or last.epochs == final_epochs:
+        race.winner_run = last.run_dir
+    for path in whole:
+        if path.relative_to(run_dir).as_posix() != race.winner_run:
+            _drop_weights(path)
     race.seconds = time.perf_counter() - started
     return race
 
@@ -307,13 +335,31 @@ def _cost(entrant: Entrant) -> int:
     return 0 if get_strategy(entrant.strategy).classical else 1 if entrant.fixed else 2
 
 
-def _shortened(plan: TrainConfig, epochs: int | None) -> TrainConfig:
+def trial_plan(plan: TrainConfig, epochs: int | None) -> TrainConfig:
     """A strategy's plan as a trial: `epochs` (None: the plan's), no budget, checkpoints, trackers or early stop."""
     epochs = plan.epochs if epochs is None else epochs
     lp_epochs = plan.lp_epochs if plan.lp_epochs is not None and plan.lp_epochs < epochs else None
     return replace(
         plan, epochs=epochs, lp_epochs=lp_epochs, time_budget=None, checkpoint_every_steps=0, log=None, patience=None
     )
+
+
+def adopt_winning_trial(race: Race, applied: TrainConfig, run_dir: Path) -> str | None:
+    """Copy the winner's whole-plan trial into the run directory when it is the run's own computation; its path, or
+    None when the run must train (the trial's weights are deleted either way).
+
+    A trial runs its plan without mid-epoch checkpoints (which change nothing that trains), a time budget, early
+    stopping or experiment loggers; when the run's settings have none of those either, training again would repeat
+    it step for step, so its files are the run's.
+    """
+    if race.winner_run is None:
+        return None
+    trial = run_dir / race.winner_run
+    same = trial_plan(applied, None) == replace(applied, checkpoint_every_steps=0)
+    if same and (trial / "summary.json").is_file():
+        shutil.copytree(trial, run_dir, dirs_exist_ok=True)
+    _drop_weights(trial)  # the race keeps its curves; the weights live in the run, or the run trains its own
+    return race.winner_run if same and (run_dir / "summary.json").is_file() else None
 
 
 def _estimate(entrant: Entrant, epochs: int) -> float | None:
