@@ -47,7 +47,7 @@ AUGMENT_POLICIES = ("none", "trivial", "randaugment")
 TTA = ("none", "flip")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("shuffle", "balanced")
-SELECT_BY = ("accuracy", "balanced-accuracy", "macro-f1")
+SELECT_BY = ("accuracy", "balanced-accuracy", "macro-f1", "loss")
 # Base learning rate of pretrained layers; the new head gets `head_lr_mult` times this and a scratch
 # run `scratch_lr_mult` times this everywhere (pretrained layers need ~10x smaller steps).
 DEFAULT_LR = {"adamw": 1e-4, "sgd": 5e-3}
@@ -151,7 +151,8 @@ class TrainConfig:
     class equally often (seeded by seed and epoch, so a resumed run continues the same sequence)."""
     select_by: str = "accuracy"
     """Validation figure that picks the best checkpoint and drives early stopping: accuracy, balanced-accuracy (mean
-    per-class recall) or macro-f1."""
+    per-class recall), macro-f1, or loss (the lowest cross-entropy: with a few validation images per class it moves
+    with every image's confidence, where accuracy moves in steps of one image)."""
     bn_stats: str = "frozen"
     """Fine-tuning from pretrained weights: keep BatchNorm's pretrained running statistics (frozen) or re-estimate
     them from the training batches (update). scratch always updates them. Frozen measured 5-7 points better on

@@ -153,3 +153,14 @@ def test_a_run_with_every_imbalance_option(tmp_path, image_folder, strategy):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["select_by"] == "macro-f1"
     assert summary["best_val_score"] == max(row["val_macro_f1"] for row in rows)
+
+
+def test_select_by_loss_keeps_the_lowest_validation_loss_even_above_one(tmp_path):
+    """A tiny validation set: one more image right at a much higher loss is not kept over the calmer epoch."""
+    model = build_model("tiny_resnet", 3, pretrained=False).model
+    tracker = Tracker(RunDir(tmp_path / "run"), model, {}, patience=None, data={}, select_by="loss")
+    rows = [(1, 1.15, 0.55), (2, 1.60, 0.60), (3, 1.52, 0.55)]  # (epoch, val loss, val acc)
+    for epoch, loss, acc in rows:
+        tracker(EpochResult(epoch, "full", 1.0, 0.5, loss, acc, 1e-3, 0.1, 0, acc, acc))
+    assert tracker.best_epoch == 1 and tracker.best_score == pytest.approx(-1.15)
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["epoch"] == 1

@@ -26,8 +26,10 @@ __all__ = ["PhaseContext", "Tracker", "catch_interrupts"]
 
 STATE_FORMAT = 1
 
-SELECTION_FIELDS = {"accuracy": "val_acc", "balanced-accuracy": "val_balanced_acc", "macro-f1": "val_macro_f1"}
-"""The `EpochResult` field each `TrainConfig.select_by` choice compares."""
+SELECTION_FIELDS = {
+    "accuracy": "val_acc", "balanced-accuracy": "val_balanced_acc", "macro-f1": "val_macro_f1", "loss": "val_loss",
+}  # fmt: skip
+"""The `EpochResult` field each `TrainConfig.select_by` choice compares (a loss is compared negated: lower wins)."""
 
 
 @dataclass
@@ -67,9 +69,10 @@ class Tracker:
         self.dist = dist or DistContext()
         self.select_by = select_by
         self._field = SELECTION_FIELDS[select_by]
+        self._sign = -1.0 if select_by == "loss" else 1.0
         self.best_acc, self.best_epoch, self.bad_epochs, self.stopped = -1.0, 0, 0, False
-        self.best_score = -1.0
-        """The best epoch's `select_by` figure (its accuracy is `best_acc`)."""
+        self.best_score = self._unset
+        """The best epoch's `select_by` figure, negated for a loss (its accuracy is `best_acc`)."""
         self.listeners: list[Callable[[dict, dict[str, float], list | None], None]] = []
         """Called (on rank 0) with each epoch's row, each parameter group's rate and the validation confusion."""
         self.deadline: float | None = None
@@ -80,6 +83,11 @@ class Tracker:
         self.interrupted = False
         self.last_metrics: dict | None = None
         self._bad_in_row = 0
+
+    @property
+    def _unset(self) -> float:
+        """The score before any epoch: below every accuracy, and below every negated loss."""
+        return -1e30 if self.select_by == "loss" else -1.0
 
     def reset_patience(self) -> None:
         self.bad_epochs = 0
@@ -103,7 +111,7 @@ class Tracker:
         if problem:
             # Kept as is, a damaged best would only be replaced by a better epoch, which may never come.
             warn(f"the best checkpoint (epoch {self.best_epoch}) cannot be read: {problem}; the next epoch replaces it")
-            self.best_acc, self.best_epoch, self.best_score = -1.0, 0, -1.0
+            self.best_acc, self.best_epoch, self.best_score = -1.0, 0, self._unset
 
     def on_step(self, epoch: int, progress: EpochProgress) -> None:
         """After each training step: periodic mid-epoch save, and the save-then-stop of a Ctrl-C."""
@@ -121,10 +129,10 @@ class Tracker:
             for listener in self.listeners:  # experiment loggers: a copy of the row metrics.jsonl just got
                 listener(result.to_dict(), lrs, result.confusion)
         # A diverged epoch (NaN loss, often with a chance-level accuracy) must never become `best`.
-        score = float(getattr(result, self._field))
+        score = self._sign * float(getattr(result, self._field))
         finite = math.isfinite(result.val_loss) and math.isfinite(result.val_acc) and math.isfinite(score)
         improved = finite and score > self.best_score
-        extra = "" if self.select_by == "accuracy" else f" {self.select_by} {score:.4f}"
+        extra = "" if self.select_by in ("accuracy", "loss") else f" {self.select_by} {score:.4f}"
         console.print(
             f"epoch {result.epoch:3d} \\[{result.phase}] train loss {result.train_loss:.4f} acc "
             f"{100 * result.train_acc:5.2f}% | val loss {result.val_loss:.4f} acc {100 * result.val_acc:5.2f}%"
