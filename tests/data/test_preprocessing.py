@@ -55,7 +55,7 @@ def test_training_views_are_the_former_pipelines(photo, augmentation):
     if augmentation == "pad-crop":
         crop = [T.Resize(37, interpolation=BICUBIC), T.CenterCrop(32), T.RandomCrop(32, padding=4)]
     else:
-        crop = [T.RandomResizedCrop(32, scale=(0.5, 1.0), interpolation=BICUBIC)]
+        crop = [T.RandomResizedCrop(32, scale=(0.8, 1.0), interpolation=BICUBIC)]  # today's default crop_scale
     expected = T.Compose([*crop, T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
     for seed in range(5):  # the same random draws in the same order give the same crops and flips
         torch.manual_seed(seed)
@@ -134,3 +134,20 @@ def test_a_dict_without_the_required_keys_is_refused():
         Preprocessing.from_dict({"image_size": 32})
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRE.image_size = 64  # type: ignore[misc]
+
+
+def test_crop_scale_flip_and_policy_shape_the_training_view(photo):
+    """crop_scale is the crop's smallest area, flip can be off, a policy runs after the crop (seeded alike)."""
+    expected = T.Compose(
+        [T.RandomResizedCrop(32, scale=(0.5, 1.0), interpolation=BICUBIC), T.TrivialAugmentWide(interpolation=BICUBIC),
+         T.ToTensor(), T.Normalize(MEAN, STD)]
+    )  # fmt: skip
+    for seed in range(5):
+        torch.manual_seed(seed)
+        got = PRE.train_transform(crop_scale=0.5, flip=False, policy="trivial")(photo)
+        torch.manual_seed(seed)
+        assert torch.equal(got, expected(photo))
+    with pytest.raises(ValueError, match="crop_scale"):
+        PRE.train_transform(crop_scale=0.0)
+    with pytest.raises(ValueError, match="policy"):
+        PRE.train_transform(policy="autoaugment")

@@ -103,7 +103,8 @@ def test_every_field_documents_itself_and_the_cli_help_reads_it():
 
 
 def test_a_run_saved_before_a_field_existed_resumes_with_the_value_it_trained_with(tmp_path):
-    """probe_views (now 2) and fold_bn (now on) did not exist when older runs were saved: those ran with 0 and off."""
+    """probe_views (now 2), fold_bn (now on) and crop_scale (now 0.8) did not exist when older runs were saved: those
+    ran with 0, off and 0.5."""
     import yaml
 
     from transferkit.config import DEFAULTS_BEFORE
@@ -114,8 +115,9 @@ def test_a_run_saved_before_a_field_existed_resumes_with_the_value_it_trained_wi
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(saved))
     resumed = TrainConfig.from_yaml(path, saved_run=True)
-    assert (resumed.probe_views, resumed.fold_bn) == (0, False)
-    assert (TrainConfig.from_yaml(path).probe_views, TrainConfig.from_yaml(path).fold_bn) == (2, True)  # user files
+    assert (resumed.probe_views, resumed.fold_bn, resumed.crop_scale) == (0, False, 0.5)
+    user = TrainConfig.from_yaml(path)  # a user's own file takes today's defaults
+    assert (user.probe_views, user.fold_bn, user.crop_scale) == (2, True, 0.8)
     path.write_text(yaml.safe_dump(TrainConfig(strategy="lp-ft").to_dict()))  # a run saved today keeps its values
     assert TrainConfig.from_yaml(path, saved_run=True).probe_views == 2
 
