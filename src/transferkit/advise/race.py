@@ -39,7 +39,6 @@ from transferkit.strategies import compare_defaults, get_strategy, strategy_name
 __all__ = [
     "RACE_DIR",
     "RACE_SHARE",
-    "SCREEN_FROM",
     "Entrant",
     "Race",
     "Trial",
@@ -51,9 +50,6 @@ __all__ = [
 ]
 
 RACE_DIR = "race"
-SCREEN_FROM = 3
-"""Without a time budget, the fewest fine-tuning candidates that a short screening rung halves (two both train the
-whole schedule)."""
 RACE_SHARE = 0.4
 """Share of ``--time-budget`` the race may spend; the winner's final run gets what is left."""
 _WEIGHT_FILES = ("*.safetensors", "*.pt")
@@ -153,24 +149,18 @@ class Race:
         return "\n".join(lines)
 
 
-def rungs_for(final_epochs: int, fine_tuners: int, screen_from: int = SCREEN_FROM) -> list[int]:
+def rungs_for(final_epochs: int, fine_tuners: int) -> list[int]:
     """Epochs of each rung: short screening rungs that halve the field to one, then the whole schedule.
 
     The screens train a quarter of the final epochs, then an eighth, ... (at least 2); the last fine-tuner left
-    trains the whole schedule, so it is judged on the figure it will reach, beside the once-run candidates. Fewer
-    than `screen_from` fine-tuners are not screened: each trains the whole schedule (a race within a time budget
-    screens from 2, since a first trial is how it learns the pace). A short screen favours lp-ft,
-    whose probe is good from its first epoch, over `full`, which needs its schedule (Fashion-MNIST at 100 per class:
-    `full` was cut at 2 epochs on 79.5% validation accuracy against lp-ft's 85.5%, and reaches 88% at 6).
+    trains the whole schedule, so it is judged on the figure it will reach, beside the once-run candidates.
 
     Example:
-        >>> rungs_for(12, 3), rungs_for(12, 4), rungs_for(6, 2), rungs_for(6, 1)
-        ([2, 3, 12], [2, 3, 12], [6], [6])
+        >>> rungs_for(12, 3), rungs_for(6, 2), rungs_for(6, 1), rungs_for(2, 2)
+        ([2, 3, 12], [2, 6], [6], [2])
     """
     if fine_tuners <= 0:
         return []
-    if fine_tuners < screen_from:
-        return [final_epochs]  # two fine-tuners: a screen would save one run and judge them on a short schedule
     halvings = math.ceil(math.log2(fine_tuners)) if fine_tuners > 1 else 0
     screens = {max(min(2, final_epochs), final_epochs // 2 ** (k + 1)) for k in range(1, halvings + 1)}
     return sorted(r for r in screens if r < final_epochs) + [final_epochs]
@@ -249,8 +239,8 @@ def run_race(
     tuners = [e for e in entrants if not e.fixed]
     plans = {e.strategy: advice.with_strategy(e.strategy, e.freeze).apply(config) for e in entrants}
     final_epochs = plans[tuners[0].strategy].epochs if tuners else plans[entrants[0].strategy].epochs
+    rungs = rungs_for(final_epochs, len(tuners))
     budget = parse_duration(config.time_budget) * RACE_SHARE if config.time_budget else None
-    rungs = rungs_for(final_epochs, len(tuners), SCREEN_FROM if budget is None else 2)
     if budget is not None:
         note = f"within {budget:.0f} s ({RACE_SHARE:.0%} of --time-budget {config.time_budget})"
     else:
