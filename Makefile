@@ -49,7 +49,7 @@ malloc:
 		echo "tcmalloc not found (apt install libtcmalloc-minimal4): training runs with the system allocator"; \
 	fi
 
-# 28 px images at 64 px, 6 epochs: 10 min 6 s with auto at load 2-3.5 (README, "The demo"). Pretrained
+# 28 px images at 64 px, 6 epochs: 2 min 48 s with auto on a quiet machine under tcmalloc (README, "The demo"). Pretrained
 # layers learn at 5e-4 (the head at 10x); scratch keeps the default scratch rate, 1e-3 (2 x 5e-4).
 demo: venv data malloc
 	$(BIN)/transferkit compare --fashion-mnist $(FMNIST_DIR) --per-class 100 --test-limit 10000 \
