@@ -103,7 +103,7 @@ def reused_run(run_dir: str | Path) -> RunResult | None:
     if not (advice.is_file() and summary.is_file()) or not json.loads(advice.read_text()).get("reused_trial"):
         return None
     done = json.loads(summary.read_text())
-    history = [EpochResult(**row) for row in RunDir(run).metrics()]
+    history = [EpochResult.from_row(row) for row in RunDir(run).metrics()]
     return RunResult(
         run, float(done["best_val_acc"]), int(done.get("best_epoch", 0)), history, float(done.get("seconds", 0.0)),
         int(done.get("trainable_params", 0)), int(done.get("frozen_params", 0)), bool(done.get("stopped_early")),

@@ -111,8 +111,8 @@ class PhaseRunner:
         if not (phase.augmented_views and config.augment) or self.features is not None:
             return None
         extra = augmented_features(
-            self.model, self.data.train, self.run_model.preprocessing, augmentation=config.augment_options(),
-            views=phase.augmented_views, seed=config.seed,
+            self.model, self.data.train, self.run_model.preprocessing, views=phase.augmented_views, seed=config.seed,
+            **config.augment_options(),
         )  # fmt: skip
         labels = features[1]
         return torch.cat([features[0], torch.from_numpy(extra)]), labels.repeat(phase.augmented_views + 1)

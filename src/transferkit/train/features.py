@@ -180,20 +180,21 @@ def augmented_features(
     source: ImageSource,
     pre: Preprocessing,
     *,
-    augmentation: str | dict,
+    augmentation: str,
     views: int,
     seed: int,
     batch_size: int = 64,
+    **options,
 ) -> np.ndarray:
     """Pooled features of `views` augmented passes over `source` (rows: pass 1's images in order, then pass 2's...).
 
     Each pass draws its crops and flips from the training transform under its own seed, in a forked RNG, so the
     features are the same on every call (a resumed run replays them) and the caller's random state is untouched.
+    `options` are the transform's other settings (crop_scale, flip, policy: `TrainConfig.augment_options`).
     """
     from transferkit.data.transforms import build_transforms
 
-    options = augmentation if isinstance(augmentation, dict) else {"augmentation": augmentation}
-    transform = build_transforms(pre, train=True, augment=True, **options)
+    transform = build_transforms(pre, train=True, augment=True, augmentation=augmentation, **options)
     was_training = model.training
     model.eval()
     out = np.empty((views * len(source), int(model.num_features)), np.float32)

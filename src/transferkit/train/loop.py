@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -56,6 +56,12 @@ class EpochResult:
         row = asdict(self)
         row.pop("confusion")
         return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> EpochResult:
+        """An epoch from its metrics.jsonl row (`to_dict`); keys it does not know (other versions' rows) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -326,8 +326,7 @@ def setup_tracker(
     if session.dist.is_main:
         session.run.truncate_metrics(int(point.state["epoch"]))
     session.dist.barrier()  # the others read the metrics below once rank 0 has cut them
-    names = {f.name for f in fields(EpochResult)}
-    history = [EpochResult(**{k: v for k, v in row.items() if k in names}) for row in session.run.metrics()]
+    history = [EpochResult.from_row(row) for row in session.run.metrics()]
     console.print(
         f"resuming from {point.stem.name}: epoch {point.state['epoch']}, step {point.state['progress']['step']}"
     )
