@@ -21,9 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 BEGAN = time.perf_counter()
+
+from transferkit._malloc import reexec_with_tcmalloc  # noqa: E402
+
+reexec_with_tcmalloc()  # as the `transferkit` command does: tcmalloc when installed, before torch is imported
+
+import torch  # noqa: E402
 
 from transferkit import TrainConfig, train_run  # noqa: E402  (the clock above includes importing torch and us)
 from transferkit.data import fashion_mnist, per_class_subset  # noqa: E402
@@ -41,13 +45,15 @@ def main() -> None:
     parser.add_argument("--budget", default="45m", help="wall-time budget of the training (e.g. 55m)")
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate of pretrained layers (head x10)")
     parser.add_argument("--erase", type=float, default=0.0, help="random-erasing fraction")
+    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights per step (0: none)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     parser.add_argument("--val-fraction", type=float, default=0.02)
     parser.add_argument("--limit", type=int, default=None, help="use this many training images per class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None, help="default: a new temporary folder")
     args = parser.parse_args()
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     train = fashion_mnist(FMNIST, "train")
     test = fashion_mnist(FMNIST, "test")
     if args.limit:
@@ -60,6 +66,8 @@ def main() -> None:
         image_size=args.size,
         lr=args.lr,
         random_erase=args.erase,
+        ema=args.ema,
+        threads=args.threads,
         val_fraction=args.val_fraction,
         time_budget=args.budget,
         seed=args.seed,

@@ -28,10 +28,17 @@ RISING = _measurements([-0.4, -0.2, 0.0, 0.1, 0.3])  # small and similar: linear
 
 
 class FakeTrainer:
-    """Scores each trial from a table (strategy -> accuracy at 1 epoch, gain per epoch), recording what ran."""
+    """Scores each trial from a table (strategy -> accuracy at 1 epoch, gain per epoch), recording what ran; `f1`
+    gives a strategy's select_by figure when it is not its accuracy."""
 
-    def __init__(self, start: dict[str, float], gain: dict[str, float] | None = None, fail: str | None = None):
-        self.start, self.gain, self.fail, self.ran = start, gain or {}, fail, []
+    def __init__(
+        self,
+        start: dict[str, float],
+        gain: dict[str, float] | None = None,
+        fail: str | None = None,
+        f1: dict[str, float] | None = None,
+    ):
+        self.start, self.gain, self.fail, self.f1, self.ran = start, gain or {}, fail, f1 or {}, []
 
     def __call__(self, config: TrainConfig, path):
         self.ran.append((config.strategy, config.epochs, config.freeze))
@@ -41,7 +48,7 @@ class FakeTrainer:
         path.mkdir(parents=True)
         (path / "best.safetensors").write_bytes(b"weights")
         (path / "metrics.jsonl").write_text("{}\n")
-        return acc, [acc] * config.epochs
+        return acc, [acc] * config.epochs, self.f1.get(config.strategy, acc)
 
 
 def test_rungs_screen_then_the_last_one_trains_the_whole_schedule():
@@ -109,6 +116,25 @@ def test_the_baseline_wins_unless_beaten_and_ties_go_to_the_cheaper(tmp_path):
     tuners_tie = FakeTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.8, "full": 0.8})
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "d", train_fn=tuners_tie)
     assert race.winner == "lp-ft" and "tied at the cut" in race.entrant("full").dropped
+
+
+def test_the_race_ranks_by_the_select_by_figure_the_baseline_can_give_too(tmp_path):
+    accuracy = {"baseline": 0.90, "linear-probe": 0.80, "lp-ft": 0.70, "full": 0.85}
+    f1 = {"baseline": 0.50, "linear-probe": 0.60, "lp-ft": 0.55, "full": 0.75}  # the baseline misses a small class
+    fake = FakeTrainer(accuracy, f1=f1)
+    config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4, select_by="macro-f1")
+    race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "f1", train_fn=fake)
+    assert race.metric == "macro-f1" and race.winner == "full" and "ranked by validation macro-f1" in race.budget_note
+    assert race.entrant("baseline").dropped == "macro-f1 50.00, below full's macro-f1 75.00"
+    assert "85.00% (macro-f1 75.00)" in dict((r[0], r[1]) for r in race.rows())["full"]
+    again = Race.from_dict(json.loads(json.dumps(race.to_dict())))
+    assert again.metric == "macro-f1" and again.entrant("full").score == 0.75
+    # By accuracy the same trials make the baseline the winner; select_by loss ranks by accuracy too (no SVM loss).
+    for select_by in ("accuracy", "loss"):
+        config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4, select_by=select_by)
+        race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / select_by, train_fn=fake)
+        assert race.metric == "accuracy" and race.winner == "baseline"
+        assert all(t.score is None for e in race.entrants for t in e.trials)
 
 
 def test_a_failing_candidate_leaves_the_race_and_the_others_go_on(tmp_path):

@@ -64,6 +64,26 @@ def test_c_is_chosen_by_cross_validation_on_the_training_data():
     assert CLASSICAL_MODELS["logreg"][1] == single.C and single.folds == 1 and np.isnan(single.cv_acc)
 
 
+def test_the_models_are_chosen_by_the_select_by_figure_predictions_give(tmp_path):
+    from sklearn.metrics import f1_score
+
+    from transferkit.baselines.run import fit_baselines
+
+    train, val = blobs(8, 2, classes=4), blobs(3, 3, classes=4)
+    config = TrainConfig(backbone="tiny_resnet", strategy="baseline", select_by="macro-f1")
+    run = fit_baselines(config, train, val, None, tmp_path)
+    x = pixel_inputs(val, run.pixels)
+    for fit in run.fits:
+        predicted = fit.estimator.predict(x)
+        assert fit.val_score == pytest.approx(f1_score(val.labels, predicted, average="macro"))
+        assert fit.val_acc == pytest.approx((predicted == val.labels).mean())
+    assert run.chosen.val_score == max(f.val_score for f in run.fits)
+    assert json.loads((tmp_path / "baseline.json").read_text())["chosen_by"] == "macro-f1"
+    # A loss needs probabilities an SVM does not give: the models are chosen by accuracy then.
+    lossy = fit_baselines(TrainConfig(backbone="tiny_resnet", select_by="loss"), train, val, None, tmp_path)
+    assert lossy.chosen_by == "accuracy" and all(f.val_score == f.val_acc for f in lossy.fits)
+
+
 def test_a_baseline_run_is_a_run_folder_that_evaluate_scores_and_predict_refuses(tmp_path, image_folder):
     config = TrainConfig(backbone="tiny_resnet", strategy="baseline", image_size=32, seed=0)
     result = train_run(config, from_folder(image_folder), run_dir=tmp_path / "run")

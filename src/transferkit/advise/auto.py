@@ -107,6 +107,7 @@ def reused_run(run_dir: str | Path) -> RunResult | None:
     return RunResult(
         run, float(done["best_val_acc"]), int(done.get("best_epoch", 0)), history, float(done.get("seconds", 0.0)),
         int(done.get("trainable_params", 0)), int(done.get("frozen_params", 0)), bool(done.get("stopped_early")),
+        done.get("best_val_score"),
     )  # fmt: skip
 
 

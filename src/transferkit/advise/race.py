@@ -10,7 +10,10 @@ learning rates every trial uses. Then the race, by successive halving:
    better half goes on to a schedule twice as long, and so on until one is left, which trains the whole
    schedule. Every trial is an ordinary run (its own cosine schedule) in ``RUN/race/<strategy>-<epochs>ep/``; its
    weights are deleted once it is scored, its curves are kept.
-3. The winner is the candidate with the best validation accuracy, the fine-tuner at its whole schedule. A tie goes
+3. The winner is the candidate with the best validation figure, the fine-tuner at its whole schedule. The figure is
+   accuracy, or the ``select_by`` figure when predictions give it (macro-F1 on imbalanced classes: the baseline's
+   models are chosen by it too); ``select_by loss`` picks each trial's epoch, and the race compares accuracy, since
+   a classical model has no loss. A tie goes
    to the cheaper candidate (the baseline, then a probe that runs once, then a fine-tuner), and between equals
    to the prior's order: transfer has to beat the baseline to be chosen over it. The run then trains the winner.
 
@@ -34,6 +37,7 @@ from pathlib import Path
 from transferkit._console import console
 from transferkit.config import TrainConfig, parse_duration
 from transferkit.data import ImageSource
+from transferkit.evaluate.metrics import figure_for
 from transferkit.strategies import compare_defaults, get_strategy, strategy_names
 
 __all__ = [
@@ -66,6 +70,17 @@ class Trial:
     curve: list[float] = field(default_factory=list)
     """Validation accuracy after each epoch."""
     run_dir: str = ""
+    score: float | None = None
+    """The race's figure (`Race.metric`) at the best epoch when it is not accuracy; None: `val_acc` is it."""
+
+    def describe(self, metric: str) -> str:
+        """``4 ep: 85.00%``, and the race's figure beside the accuracy when that is another: ``(macro-f1 75.00)``."""
+        epochs = "" if self.epochs is None else f"{self.epochs} ep: "
+        return (
+            epochs
+            + f"{100 * self.val_acc:.2f}%"
+            + ("" if self.score is None else f" ({metric} {100 * self.score:.2f})")
+        )
 
 
 @dataclass
@@ -84,7 +99,11 @@ class Entrant:
 
     @property
     def score(self) -> float | None:
-        return self.trials[-1].val_acc if self.trials else None
+        """The race's figure of its last trial."""
+        if not self.trials:
+            return None
+        last = self.trials[-1]
+        return last.val_acc if last.score is None else last.score
 
     @property
     def seconds(self) -> float:
@@ -108,6 +127,8 @@ class Race:
     winner_run: str | None = None
     """The winner's trial that trained its whole plan, relative to the run directory (its weights are kept, so the
     run can take it as its own instead of training it again); None when its last trial was shorter."""
+    metric: str = "accuracy"
+    """The validation figure the race ranks by (`evaluate.metrics.figure_for` of the plans' ``select_by``)."""
 
     def entrant(self, strategy: str) -> Entrant:
         return next(e for e in self.entrants if e.strategy == strategy)
@@ -125,16 +146,15 @@ class Race:
         return cls(
             entrants, dict(data.get("pruned", {})), list(data["rungs"]), int(data["final_epochs"]),
             data.get("budget_seconds"), data.get("budget_note", ""), data.get("winner"), float(data.get("seconds", 0)),
-            data.get("winner_run"),
+            data.get("winner_run"), data.get("metric", "accuracy"),
         )  # fmt: skip
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(strategy, trials as epochs: val acc, seconds, outcome, why it raced) for the console and the report."""
+        """(strategy, trials as epochs: val acc [and the race's figure], seconds, outcome, why it raced) for the
+        console and the report."""
         out = []
         for e in self.entrants:
-            trials = ", ".join(
-                (f"{t.epochs} ep: " if t.epochs is not None else "") + f"{100 * t.val_acc:.2f}%" for t in e.trials
-            )
+            trials = ", ".join(t.describe(self.metric) for t in e.trials)
             outcome = "winner" if e.strategy == self.winner else (e.dropped or "not run")
             out.append((e.strategy, trials or "-", f"{e.seconds:.1f}", outcome, e.why))
         return out
@@ -210,8 +230,9 @@ def plan_race(advice, config: TrainConfig) -> tuple[list[Entrant], dict[str, str
     return entrants, pruned
 
 
-TrainFn = Callable[[TrainConfig, Path], tuple[float, list[float]]]
-"""Trains `config` in a run directory; returns the best validation accuracy and the per-epoch curve."""
+TrainFn = Callable[[TrainConfig, Path], tuple[float, list[float], float | None]]
+"""Trains `config` in a run directory; returns the best epoch's validation accuracy, the per-epoch accuracy curve,
+and the run's ``best_val_score`` (its ``select_by`` figure)."""
 
 
 def run_race(
@@ -240,14 +261,21 @@ def run_race(
     plans = {e.strategy: advice.with_strategy(e.strategy, e.freeze).apply(config) for e in entrants}
     final_epochs = plans[tuners[0].strategy].epochs if tuners else plans[entrants[0].strategy].epochs
     rungs = rungs_for(final_epochs, len(tuners))
+    metric = figure_for(plans[entrants[0].strategy].select_by)
     budget = parse_duration(config.time_budget) * RACE_SHARE if config.time_budget else None
     if budget is not None:
         note = f"within {budget:.0f} s ({RACE_SHARE:.0%} of --time-budget {config.time_budget})"
     else:
         schedule = ", ".join(map(str, rungs)) or "-"
         note = f"no --time-budget: rungs of {schedule} epochs (screens, then the whole schedule)"
-    race = Race(entrants, pruned, rungs, final_epochs, budget, note)
+    if metric != "accuracy":
+        note += f"; ranked by validation {metric}"
+    race = Race(entrants, pruned, rungs, final_epochs, budget, note, metric=metric)
     console.print(f"strategy auto: racing {', '.join(e.strategy for e in entrants)}; {note}", highlight=False)
+
+    def shown(e: Entrant) -> str:
+        return f"{100 * e.score:.2f}%" if metric == "accuracy" else f"{metric} {100 * e.score:.2f}"
+
     train_fn = train_fn or _train_trial(train, val)
     root = Path(run_dir) / RACE_DIR
 
@@ -260,7 +288,7 @@ def run_race(
         console.rule(f"race: {entrant.strategy}" + ("" if entrant.fixed else f", {epochs} epochs"))
         began = time.perf_counter()
         try:
-            acc, curve = train_fn(trial_config, path)
+            acc, curve, best_score = train_fn(trial_config, path)
         except Exception as exc:  # a candidate that breaks leaves the race; the others go on
             entrant.dropped = f"failed: {type(exc).__name__}: {exc}"
             console.print(f"[yellow]race:[/yellow] {entrant.strategy} failed: {exc}", highlight=False)
@@ -271,7 +299,9 @@ def run_race(
             else:
                 _drop_weights(path)
         ran = None if classical else trial_config.epochs
-        entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, path.relative_to(run_dir).as_posix()))
+        score = None if metric == "accuracy" or best_score is None else float(best_score)
+        where = path.relative_to(run_dir).as_posix()
+        entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, where, score))
 
     for entrant in [e for e in entrants if e.fixed]:
         trial(entrant, None)
@@ -296,10 +326,9 @@ def run_race(
             ranked = sorted(alive, key=lambda e: -_score(e))  # stable: ties keep the prior's order
             cut = ranked[keep - 1]
             for e in ranked[keep:]:
-                e.dropped = f"rung {k + 1} ({epochs} ep): {100 * e.score:.2f}%, below the best {keep} "
-                e.dropped += f"({100 * cut.score:.2f}% and up)"
+                e.dropped = f"rung {k + 1} ({epochs} ep): {shown(e)}, below the best {keep} ({shown(cut)} and up)"
                 if _score(e) == _score(cut):
-                    e.dropped = f"rung {k + 1} ({epochs} ep): tied at the cut ({100 * e.score:.2f}%); the prior ranks "
+                    e.dropped = f"rung {k + 1} ({epochs} ep): tied at the cut ({shown(e)}); the prior ranks "
                     e.dropped += f"{', '.join(c.strategy for c in ranked[:keep])} first"
             alive = ranked[:keep]
     scored = [e for e in entrants if e.dropped is None and e.trials]
@@ -308,11 +337,11 @@ def run_race(
     winner = max(scored, key=lambda e: (_score(e), -_cost(e)))  # max keeps the first of equals: the prior's order
     for e in scored:
         if e is not winner:
-            e.dropped = f"{100 * e.score:.2f}%, below {winner.strategy}'s {100 * winner.score:.2f}%"
+            e.dropped = f"{shown(e)}, below {winner.strategy}'s {shown(winner)}"
             if _score(e) == _score(winner):
-                e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%, which costs less"
+                e.dropped = f"tied with {winner.strategy} at {shown(e)}, which costs less"
                 if _cost(e) == _cost(winner):
-                    e.dropped = f"tied with {winner.strategy} at {100 * e.score:.2f}%, which the prior ranks first"
+                    e.dropped = f"tied with {winner.strategy} at {shown(e)}, which the prior ranks first"
     race.winner = winner.strategy
     last = winner.trials[-1]
     if winner.fixed or last.epochs == final_epochs:
@@ -325,7 +354,7 @@ def run_race(
 
 
 def _score(entrant: Entrant) -> float:
-    """The validation accuracy, rounded so that 18/20 from one pipeline ties 18/20 from another."""
+    """The race's figure, rounded so that 18/20 from one pipeline ties 18/20 from another."""
     return round(entrant.score, 6)
 
 
@@ -369,11 +398,11 @@ def _estimate(entrant: Entrant, epochs: int) -> float | None:
 
 
 def _train_trial(train: ImageSource, val: ImageSource | None) -> TrainFn:
-    def run(config: TrainConfig, path: Path) -> tuple[float, list[float]]:
+    def run(config: TrainConfig, path: Path) -> tuple[float, list[float], float | None]:
         from transferkit.train.runner import train_run
 
         result = train_run(config, train, val, run_dir=path)
-        return float(result.best_val_acc), [float(epoch.val_acc) for epoch in result.history]
+        return float(result.best_val_acc), [float(epoch.val_acc) for epoch in result.history], result.best_val_score
 
     return run
 

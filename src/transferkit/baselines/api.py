@@ -59,6 +59,8 @@ def run_baseline(
     summary = {
         "best_val_acc": chosen.val_acc,
         "best_epoch": 0,
+        "chosen_by": baselines.chosen_by,
+        "best_val_score": chosen.val_score,
         "seconds": outcome.seconds,
         "trainable_params": outcome.parameters,
         "frozen_params": 0,

@@ -39,6 +39,8 @@ class ClassicalFit:
     seconds: float
     """Cross-validation and the final fit."""
     val_acc: float | None = None
+    val_score: float | None = None
+    """The validation figure the models are chosen by (`TrainConfig.select_by`; accuracy in place of a loss)."""
     estimator: object = field(default=None, repr=False, compare=False)
 
     @property

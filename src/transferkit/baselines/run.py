@@ -3,7 +3,8 @@
 A baseline run folder is an ordinary run folder (config.yaml, classes.json, data.json, summary.json) plus
 
     baseline.json   every model fitted (inputs, model, C chosen by cross-validation, CV and validation
-                    accuracy, seconds), which one was chosen, and how pixels were prepared
+                    accuracy, the figure it was chosen by, seconds), which one was chosen, and how pixels were
+                    prepared
     baseline.npz    the chosen model's training inputs and labels (numeric arrays, read without pickle)
 
 The chosen model is refitted from baseline.npz when the run is evaluated: the fit is deterministic and takes
@@ -23,7 +24,7 @@ from transferkit.baselines.classical import CLASSICAL_MODELS, ClassicalFit, fit_
 from transferkit.baselines.inputs import PixelSpec, pixel_inputs
 from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
-from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics
+from transferkit.evaluate.metrics import ClassificationMetrics, classification_metrics, figure_for, prediction_figure
 
 __all__ = ["BASELINE_FILE", "BaselineRun", "evaluate_baseline", "fit_baselines", "is_baseline_run"]
 
@@ -32,16 +33,18 @@ _INPUTS_FILE = "baseline.npz"
 
 
 class BaselineRun:
-    """The classical models of one run, fitted; `chosen` is the one with the best validation accuracy."""
+    """The classical models of one run, fitted; `chosen` is the one with the best validation figure (`chosen_by`:
+    accuracy, or the `select_by` figure predictions give, such as macro-F1 on imbalanced classes)."""
 
-    def __init__(self, fits: list[ClassicalFit], pixels: PixelSpec) -> None:
-        self.fits, self.pixels = fits, pixels
+    def __init__(self, fits: list[ClassicalFit], pixels: PixelSpec, chosen_by: str = "accuracy") -> None:
+        self.fits, self.pixels, self.chosen_by = fits, pixels, chosen_by
         # Ties (small validation sets) go to the better cross-validation score, then to the cheaper model.
-        self.chosen = max(fits, key=lambda f: (f.val_acc, np.nan_to_num(f.cv_acc, nan=0.0), -f.seconds))
+        self.chosen = max(fits, key=lambda f: (_score(f), np.nan_to_num(f.cv_acc, nan=0.0), -f.seconds))
 
     def to_dict(self) -> dict:
         return {
             "chosen": self.chosen.name,
+            "chosen_by": self.chosen_by,
             "pixels": self.pixels.to_dict(),
             "fits": [f.to_dict() for f in self.fits],
         }
@@ -58,7 +61,7 @@ def fit_baselines(
 
     Writes baseline.json and baseline.npz into `run_dir`.
     """
-    spec = PixelSpec.for_source(train)
+    spec, chosen_by = PixelSpec.for_source(train), figure_for(config.select_by)
     began = time.perf_counter()
     inputs = {"pixels": {"train": pixel_inputs(train, spec), "val": pixel_inputs(val, spec)}}
     console.print(f"baseline: raw pixels as {spec.describe} vectors ({time.perf_counter() - began:.1f} s)")
@@ -68,18 +71,24 @@ def fit_baselines(
     for kind, x in inputs.items():
         for model in CLASSICAL_MODELS:
             fit = fit_classical(kind, model, x["train"], train.labels, seed=config.seed)
-            fit.val_acc = float((fit.estimator.predict(x["val"]) == val.labels).mean())
+            scored = classification_metrics(np.asarray(val.labels), fit.estimator.predict(x["val"]), val.classes)
+            fit.val_acc, fit.val_score = scored.accuracy, prediction_figure(scored, chosen_by)
+            figure = "" if chosen_by == "accuracy" else f", val {chosen_by} {_pct(fit.val_score)}"
             console.print(
                 f"baseline {fit.name}: C={fit.C:g} (cross-validated, {fit.folds} folds: {_pct(fit.cv_acc)}), "
-                f"val acc {_pct(fit.val_acc)}, {fit.seconds:.1f} s"
+                f"val acc {_pct(fit.val_acc)}{figure}, {fit.seconds:.1f} s"
             )
             fits.append(fit)
-    run = BaselineRun(fits, spec)
+    run = BaselineRun(fits, spec, chosen_by)
     chosen = run.chosen
     np.savez(run_dir / _INPUTS_FILE, x=inputs[chosen.inputs]["train"], y=np.asarray(train.labels, np.int64))
     (run_dir / BASELINE_FILE).write_text(json.dumps(run.to_dict(), indent=2))
-    console.print(f"baseline: chose {chosen.name} by validation accuracy ({_pct(chosen.val_acc)})")
+    console.print(f"baseline: chose {chosen.name} by validation {chosen_by} ({_pct(_score(chosen))})")
     return run
+
+
+def _score(fit: ClassicalFit) -> float:
+    return fit.val_score if fit.val_score is not None else fit.val_acc
 
 
 def is_baseline_run(run_dir: str | Path) -> bool:

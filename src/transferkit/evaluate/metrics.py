@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-__all__ = ["ClassificationMetrics", "classification_metrics"]
+__all__ = ["PREDICTION_FIGURES", "ClassificationMetrics", "classification_metrics", "figure_for", "prediction_figure"]
+
+PREDICTION_FIGURES = ("accuracy", "balanced-accuracy", "macro-f1")
+"""The `TrainConfig.select_by` choices that predictions alone give (a loss also needs probabilities)."""
 
 
 @dataclass
@@ -65,3 +68,29 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         support=[int(x) for x in s],
         confusion=cm.tolist(),
     )
+
+
+def figure_for(select_by: str) -> str:
+    """The figure that ranks models of different kinds for `select_by`: itself when predictions give it, else
+    accuracy (an SVM has no probabilities to take a loss of).
+
+    Example:
+        >>> figure_for("macro-f1"), figure_for("loss")
+        ('macro-f1', 'accuracy')
+    """
+    return select_by if select_by in PREDICTION_FIGURES else "accuracy"
+
+
+def prediction_figure(metrics: ClassificationMetrics, select_by: str) -> float:
+    """The figure `select_by` names, of `metrics`; accuracy for a choice predictions cannot give (``loss``).
+
+    Example:
+        >>> m = classification_metrics(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]), ["a", "b"])
+        >>> prediction_figure(m, "accuracy"), prediction_figure(m, "balanced-accuracy"), prediction_figure(m, "loss")
+        (0.75, 0.5, 0.75)
+    """
+    if select_by == "balanced-accuracy":
+        return metrics.balanced_accuracy
+    if select_by == "macro-f1":
+        return metrics.macro_f1
+    return metrics.accuracy

@@ -53,6 +53,9 @@ class RunResult:
     trainable_params: int = 0
     frozen_params: int = 0
     stopped_early: bool = False
+    best_val_score: float | None = None
+    """The best epoch's `TrainConfig.select_by` figure (negated for a loss); a baseline's: the figure its model was
+    chosen by (`evaluate.metrics.figure_for`)."""
 
 
 def train_run(
@@ -103,7 +106,7 @@ def train_run(
     plan = runner.plan or plan  # the last phase's plan decides what trained
     result = RunResult(
         session.run.path, tracker.best_acc, tracker.best_epoch, history, time.perf_counter() - start,
-        plan.trainable_params, plan.frozen_params, tracker.stopped,
+        plan.trainable_params, plan.frozen_params, tracker.stopped, tracker.best_score,
     )  # fmt: skip
     summary = {
         "best_val_acc": result.best_val_acc,
@@ -164,7 +167,10 @@ def _classical_run(config, strategy, train_source, val_source, run_dir, start: f
 
     outcome = run_baseline(config, strategy, train_source, val_source, run_dir)
     chosen = outcome.baselines.chosen
-    return RunResult(outcome.run_dir, chosen.val_acc, 0, [], time.perf_counter() - start, outcome.parameters)
+    return RunResult(
+        outcome.run_dir, chosen.val_acc, 0, [], time.perf_counter() - start, outcome.parameters,
+        best_val_score=chosen.val_score,
+    )  # fmt: skip
 
 
 def run_phases(
