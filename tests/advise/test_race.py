@@ -10,7 +10,7 @@ import torch
 
 from transferkit import TrainConfig, from_folder
 from transferkit.advise import Measurements, decide
-from transferkit.advise.race import Race, plan_race, run_race, rungs_for
+from transferkit.advise.race import Entrant, Race, Trial, choose_winner, plan_race, run_race, rungs_for
 from transferkit.cli import main
 
 
@@ -137,6 +137,28 @@ def test_the_race_ranks_by_the_select_by_figure_the_baseline_can_give_too(tmp_pa
         assert all(t.score is None for e in race.entrants for t in e.trials)
 
 
+def test_a_costlier_candidate_must_beat_a_cheaper_one_by_more_than_the_validation_noise():
+    def field(**scores):
+        return [
+            Entrant(s, "", fixed=s in ("baseline", "linear-probe"), trials=[Trial(4, acc, 1.0)])
+            for s, acc in scores.items()
+        ]
+
+    # 15 of 20 against 13 of 20: one standard error of the difference is 14.4 points, so the baseline stays.
+    small = field(baseline=0.65, **{"linear-probe": 0.60}, full=0.75)
+    assert choose_winner(small, 20, margin=0.0).strategy == "full"  # without the rule: the best
+    assert choose_winner(small, 20, margin=1.0).strategy == "baseline"
+    assert choose_winner(small, None, margin=1.0).strategy == "full"  # no image count, no rule
+    # 176 of 200 against 162 of 200: 7 points, twice the noise (3.5): the fine-tuner wins.
+    assert choose_winner(field(baseline=0.80, **{"linear-probe": 0.81}, full=0.88), 200, margin=1.0).strategy == "full"
+    # Within the noise of the best, the cheapest such wins (the probe beats a baseline that is far below).
+    near = field(baseline=0.70, **{"linear-probe": 0.86}, full=0.88)
+    assert choose_winner(near, 200, margin=1.0).strategy == "linear-probe"
+    # Two fine-tuners cost the same: the better one wins however close.
+    tuners = [Entrant("lp-ft", "", trials=[Trial(4, 0.87, 1.0)]), Entrant("full", "", trials=[Trial(4, 0.88, 1.0)])]
+    assert choose_winner(tuners, 20, margin=1.0).strategy == "full"
+
+
 def test_a_failing_candidate_leaves_the_race_and_the_others_go_on(tmp_path):
     config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4)
     fake = FakeTrainer({"baseline": 0.5, "linear-probe": 0.6, "lp-ft": 0.7, "full": 0.8}, fail="full")
@@ -188,6 +210,7 @@ def test_train_strategy_auto_races_for_real_and_trains_the_winner(tmp_path, caps
     assert all((run / t.run_dir / "metrics.jsonl").is_file() for e in tuners for t in e.trials)
     assert " ".join(err.split()).count("race:") >= 2 and race.winner in err
     assert all(e.dropped for e in race.entrants if e.strategy != race.winner)
+    assert race.val_images == json.loads((run / "data.json").read_text())["val"]["n_images"] > 0
 
 
 def test_compare_auto_records_the_race_in_its_run(tmp_path, image_folder, val_folder, similar):

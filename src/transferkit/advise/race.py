@@ -27,6 +27,7 @@ report.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -42,11 +43,13 @@ from transferkit.strategies import compare_defaults, get_strategy, strategy_name
 
 __all__ = [
     "RACE_DIR",
+    "NOISE_MARGIN",
     "RACE_SHARE",
     "Entrant",
     "Race",
     "Trial",
     "adopt_winning_trial",
+    "choose_winner",
     "plan_race",
     "rungs_for",
     "run_race",
@@ -56,6 +59,8 @@ __all__ = [
 RACE_DIR = "race"
 RACE_SHARE = 0.4
 """Share of ``--time-budget`` the race may spend; the winner's final run gets what is left."""
+NOISE_MARGIN = 0.0
+"""Standard errors by which a costlier candidate must beat a cheaper one on validation to win (`choose_winner`)."""
 _WEIGHT_FILES = ("*.safetensors", "*.pt")
 
 
@@ -129,6 +134,8 @@ class Race:
     run can take it as its own instead of training it again); None when its last trial was shorter."""
     metric: str = "accuracy"
     """The validation figure the race ranks by (`evaluate.metrics.figure_for` of the plans' ``select_by``)."""
+    val_images: int | None = None
+    """Images of the validation split the trials were scored on (None: not recorded)."""
 
     def entrant(self, strategy: str) -> Entrant:
         return next(e for e in self.entrants if e.strategy == strategy)
@@ -146,7 +153,7 @@ class Race:
         return cls(
             entrants, dict(data.get("pruned", {})), list(data["rungs"]), int(data["final_epochs"]),
             data.get("budget_seconds"), data.get("budget_note", ""), data.get("winner"), float(data.get("seconds", 0)),
-            data.get("winner_run"), data.get("metric", "accuracy"),
+            data.get("winner_run"), data.get("metric", "accuracy"), data.get("val_images"),
         )  # fmt: skip
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
@@ -279,6 +286,7 @@ def run_race(
     train_fn = train_fn or _train_trial(train, val)
     root = Path(run_dir) / RACE_DIR
 
+    val_images: list[int] = []
     whole: list[Path] = []  # trials of a whole plan: the winner's may become the run, so their weights wait
 
     def trial(entrant: Entrant, epochs: int | None) -> None:
@@ -301,6 +309,8 @@ def run_race(
         ran = None if classical else trial_config.epochs
         score = None if metric == "accuracy" or best_score is None else float(best_score)
         where = path.relative_to(run_dir).as_posix()
+        if (path / "data.json").is_file():
+            val_images.append(int(json.loads((path / "data.json").read_text())["val"]["n_images"]))
         entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, where, score))
 
     for entrant in [e for e in entrants if e.fixed]:
@@ -334,7 +344,8 @@ def run_race(
     scored = [e for e in entrants if e.dropped is None and e.trials]
     if not scored:
         raise RuntimeError("strategy auto: every candidate of the race failed; see the messages above")
-    winner = max(scored, key=lambda e: (_score(e), -_cost(e)))  # max keeps the first of equals: the prior's order
+    race.val_images = val_images[0] if val_images else None
+    winner = choose_winner(scored, race.val_images)
     for e in scored:
         if e is not winner:
             e.dropped = f"{shown(e)}, below {winner.strategy}'s {shown(winner)}"
@@ -342,6 +353,11 @@ def run_race(
                 e.dropped = f"tied with {winner.strategy} at {shown(e)}, which costs less"
                 if _cost(e) == _cost(winner):
                     e.dropped = f"tied with {winner.strategy} at {shown(e)}, which the prior ranks first"
+            elif _score(e) > _score(winner):
+                noise = 100 * _noise(e, winner, race.val_images)
+                e.dropped = f"{shown(e)}, above {winner.strategy}'s {shown(winner)} by less than the validation noise "
+                e.dropped += f"({NOISE_MARGIN:g} standard error: {noise:.1f} points on {race.val_images} images), "
+                e.dropped += "and it costs more"
     race.winner = winner.strategy
     last = winner.trials[-1]
     if winner.fixed or last.epochs == final_epochs:
@@ -351,6 +367,30 @@ def run_race(
             _drop_weights(path)
     race.seconds = time.perf_counter() - started
     return race
+
+
+def choose_winner(scored: list[Entrant], val_images: int | None, margin: float | None = None) -> Entrant:
+    """The best candidate, unless a cheaper one is within the validation noise of it: then the cheapest such.
+
+    The noise is `margin` (default `NOISE_MARGIN`) standard errors of the difference of the two figures, as
+    accuracies on `val_images` images would have (``sqrt((p(1 - p) + q(1 - q)) / n)``): the one-standard-error
+    rule, which prefers the simpler model that the data cannot tell from the best. Without `val_images` (or at
+    margin 0) it is the best, ties going to the cheaper and then to the prior's order.
+    """
+    margin = NOISE_MARGIN if margin is None else margin
+    best = max(scored, key=lambda e: (_score(e), -_cost(e)))  # max keeps the first of equals: the prior's order
+    if not val_images or margin <= 0:
+        return best
+    near = [
+        e for e in scored if _cost(e) < _cost(best) and _score(best) - _score(e) <= margin * _noise(e, best, val_images)
+    ]
+    return max(near, key=lambda e: (-_cost(e), _score(e))) if near else best
+
+
+def _noise(a: Entrant, b: Entrant, n: int) -> float:
+    """Standard error of the difference of two figures measured on the same `n` validation images."""
+    p, q = (min(1.0, max(0.0, e.score)) for e in (a, b))
+    return math.sqrt((p * (1 - p) + q * (1 - q)) / n)
 
 
 def _score(entrant: Entrant) -> float:
