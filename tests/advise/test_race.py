@@ -52,12 +52,14 @@ class FakeTrainer:
 
 
 def test_rungs_screen_then_the_last_one_trains_the_whole_schedule():
-    assert rungs_for(12, 3) == [2, 3, 12]  # 3 candidates -> 2 -> 1, which trains all 12 epochs
-    assert rungs_for(16, 4) == [2, 4, 16]
-    assert rungs_for(6, 2) == [2, 6]
-    assert rungs_for(6, 1) == [6]  # nothing to screen
-    assert rungs_for(2, 2) == [2]  # never longer than the final schedule: both train it
-    assert rungs_for(10, 0) == []
+    assert rungs_for(12, 3, 1) == [2, 3, 12]  # 3 candidates -> 2 -> 1, which trains all 12 epochs
+    assert rungs_for(16, 4, 1) == [2, 4, 16]
+    assert rungs_for(6, 2, 1) == [2, 6]
+    assert rungs_for(6, 1, 1) == [6]  # nothing to screen
+    assert rungs_for(2, 2, 1) == [2]  # never longer than the final schedule: both train it
+    assert rungs_for(10, 0, 1) == []
+    # Two finalists: two fine-tuners both train the whole schedule; four are screened once, to two.
+    assert rungs_for(6, 2, 2) == [6] and rungs_for(16, 4, 2) == [4, 16] and rungs_for(12, 3, 2) == [3, 12]
 
 
 def test_the_prior_orders_the_candidates_and_says_why_it_kept_some_out():

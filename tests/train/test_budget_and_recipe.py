@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -64,6 +65,36 @@ def test_a_run_that_falls_behind_its_plan_stops_at_an_epoch_end(tmp_path, image_
     assert len(result.history) < 50
     assert result.seconds < 15
     assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+def test_epochs_slower_than_measured_shorten_the_schedule_so_the_rate_still_decays_to_zero(
+    tmp_path, image_folder, monkeypatch, capsys
+):
+    import time
+
+    from transferkit.train import _budget as budget_module
+    from transferkit.train import _tracker as tracker_module
+
+    # The timed steps say 1 s an epoch, so all 10 are planned in 1000 s; each real epoch then takes 100 s of the
+    # budget (a clock that moves 100 s at every epoch end): 9 fit. The decay must end at epoch 9, not be cut off.
+    monkeypatch.setattr(budget_module, "measure_epoch", lambda *a, **k: EpochCost(1.0, 0.0))
+    skew = [0.0]
+    monkeypatch.setattr(tracker_module, "_clock", lambda: time.perf_counter() + skew[0])
+
+    def slow(row, lrs, confusion):
+        skew[0] += 100.0
+
+    run = tmp_path / "run"
+    config = _budget_config(time_budget="1000s", epochs=10, warmup_epochs=0)
+    result = train_run(config, from_folder(image_folder), run_dir=run, listeners=[slow])
+    assert [h.epoch for h in result.history] == list(range(1, 10))
+    assert json.loads((run / "budget.json").read_text())["full"] == 9  # a resumed run keeps the shortened plan
+    # Each epoch's row gives the head's rate (10 x 1e-3) as it began: a cosine over 9 epochs from epoch 2 on, which
+    # reaches zero as epoch 9 ends (a 10-epoch decay cut off there would have ended at 2.4% of the peak).
+    head = 10 * config.lr
+    for h in result.history[1:]:
+        assert h.lr == pytest.approx(head * 0.5 * (1 + math.cos(math.pi * (h.epoch - 1) / 9)), rel=1e-6)
+    assert "the schedule now ends at epoch 9" in capsys.readouterr().err
 
 
 def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_folder, monkeypatch):

@@ -42,8 +42,9 @@ from transferkit.evaluate.metrics import figure_for
 from transferkit.strategies import compare_defaults, get_strategy, strategy_names
 
 __all__ = [
-    "RACE_DIR",
+    "FINALISTS",
     "NOISE_MARGIN",
+    "RACE_DIR",
     "RACE_SHARE",
     "Entrant",
     "Race",
@@ -59,6 +60,8 @@ __all__ = [
 RACE_DIR = "race"
 RACE_SHARE = 0.4
 """Share of ``--time-budget`` the race may spend; the winner's final run gets what is left."""
+FINALISTS = 1
+"""Fine-tuners that train the whole schedule after the screens (`rungs_for`)."""
 NOISE_MARGIN = 0.0
 """Standard errors by which a costlier candidate must beat a cheaper one on validation to win (`choose_winner`)."""
 _WEIGHT_FILES = ("*.safetensors", "*.pt")
@@ -176,19 +179,21 @@ class Race:
         return "\n".join(lines)
 
 
-def rungs_for(final_epochs: int, fine_tuners: int) -> list[int]:
-    """Epochs of each rung: short screening rungs that halve the field to one, then the whole schedule.
+def rungs_for(final_epochs: int, fine_tuners: int, finalists: int | None = None) -> list[int]:
+    """Epochs of each rung: short screening rungs that halve the field to `finalists`, then the whole schedule.
 
-    The screens train a quarter of the final epochs, then an eighth, ... (at least 2); the last fine-tuner left
-    trains the whole schedule, so it is judged on the figure it will reach, beside the once-run candidates.
+    The screens train a quarter of the final epochs, then an eighth, ... (at least 2); the fine-tuners left (at
+    most `finalists`, default `FINALISTS`) train the whole schedule, so they are judged on the figure they will
+    reach, beside the once-run candidates.
 
     Example:
-        >>> rungs_for(12, 3), rungs_for(6, 2), rungs_for(6, 1), rungs_for(2, 2)
-        ([2, 3, 12], [2, 6], [6], [2])
+        >>> rungs_for(12, 3, 1), rungs_for(6, 2, 1), rungs_for(6, 1, 1), rungs_for(2, 2, 1), rungs_for(6, 2, 2)
+        ([2, 3, 12], [2, 6], [6], [2], [6])
     """
+    finalists = FINALISTS if finalists is None else max(1, finalists)
     if fine_tuners <= 0:
         return []
-    halvings = math.ceil(math.log2(fine_tuners)) if fine_tuners > 1 else 0
+    halvings = math.ceil(math.log2(fine_tuners / finalists)) if fine_tuners > finalists else 0
     screens = {max(min(2, final_epochs), final_epochs // 2 ** (k + 1)) for k in range(1, halvings + 1)}
     return sorted(r for r in screens if r < final_epochs) + [final_epochs]
 

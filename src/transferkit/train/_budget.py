@@ -1,7 +1,10 @@
 """`--time-budget`: fit each phase's epochs into the wall time left, planned from a few timed real steps.
 
-The plan is saved in the run directory (budget.json) so that a resumed run keeps the same schedule; the stop at an
-epoch end, when the next epoch would not fit, is the tracker's (it is given the deadline).
+The plan is saved in the run directory (budget.json) so that a resumed run keeps the same schedule. At each epoch
+end of the run's last phase the tracker (given the deadline) checks the plan against the epochs' real pace: when the
+planned epochs would not fit, it shortens the phase to the epochs that do, and the learning-rate schedule with it, so
+that the decay still ends at the last epoch trained instead of being cut off on the way down; when not even one
+more epoch fits, it stops.
 """
 
 from __future__ import annotations
@@ -142,3 +145,9 @@ class TimeBudget:
         if dist.is_main:
             self.path.write_text(json.dumps(self.saved, indent=2))
         return epochs
+
+    def shorten(self, name: str, epochs: int, dist: DistContext) -> None:
+        """Phase `name` now trains `epochs`: saved, so that a resumed run keeps the shortened schedule."""
+        self.saved[name] = int(epochs)
+        if dist.is_main:
+            self.path.write_text(json.dumps(self.saved, indent=2))

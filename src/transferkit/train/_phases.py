@@ -143,9 +143,21 @@ class PhaseRunner:
         if self.state is not None:
             restore_rng(self.state["rng"], parts.generators)
             self.state = None
+        shorten = None
+        if is_final and self.budget.active:
+
+            def shorten(last_epoch: int) -> None:  # the budget's plan was too long: decay to zero at last_epoch
+                epochs = last_epoch - phase.first_epoch + 1
+                factor = scheduler.lr_lambdas[0]
+                factor.shorten(epochs * steps)
+                for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                    group["lr"] = base * factor(scheduler.last_epoch)  # the next step already follows the new decay
+                self.budget.shorten(phase.name, epochs, self.session.dist)
+
         tracker.phase = PhaseContext(
             index, phase.name, optimizer, scheduler, parts.generators, config.checkpoint_every_steps if
             self._saves_mid_epoch(phase) else 0, extras, extras["ema"].module if "ema" in extras else None,
+            shorten, first,
         )  # fmt: skip
         # Only what trains is wrapped: a cached-feature probe wraps the head, never the frozen backbone.
         trainer = self.session.dist.wrap(parts.module, self.session.device)

@@ -25,6 +25,13 @@ from transferkit.train.rundir import RunDir
 __all__ = ["PhaseContext", "Tracker", "catch_interrupts"]
 
 STATE_FORMAT = 1
+_REPLAN_SHARE = 0.92
+"""Share of the time left that a shortened schedule plans (as the budget's first plan does)."""
+
+
+def _clock() -> float:
+    return time.perf_counter()
+
 
 SELECTION_FIELDS = {
     "accuracy": "val_acc", "balanced-accuracy": "val_balanced_acc", "macro-f1": "val_macro_f1", "loss": "val_loss",
@@ -47,6 +54,12 @@ class PhaseContext:
     """After-step extras (`_step_extras`) by name, whose state the resumable checkpoint keeps."""
     best_model: nn.Module | None = None
     """What the best checkpoint saves instead of the tracked model (the weight average); None: the model."""
+    shorten: Callable[[int], None] | None = None
+    """Ends the phase (and its learning-rate decay) at the given epoch instead; None: its length is fixed."""
+    first_epoch: int = 1
+    """The first epoch this process trains in the phase."""
+    started: float = field(default_factory=lambda: _clock())
+    """`_clock()` when the phase's epochs began in this process."""
 
 
 class Tracker:
@@ -80,6 +93,10 @@ class Tracker:
         self.final_epoch = 0
         """The run's last planned epoch: stopping for the budget is only announced before it."""
         self.phase: PhaseContext | None = None
+        self.shortened = False
+        """The budget shortened the last phase (`final_epoch` is its new end)."""
+        self.phase_over = False
+        """The shortened phase reached its last epoch: the loop ends there."""
         self.interrupted = False
         self.last_metrics: dict | None = None
         self._bad_in_row = 0
@@ -159,17 +176,46 @@ class Tracker:
             what = "accuracy" if self.select_by == "accuracy" else self.select_by
             console.print(f"early stopping: no better validation {what} in {self.patience} epochs")
             self.stopped = True
-        late = self.deadline is not None and time.perf_counter() + result.seconds > self.deadline
-        if self.deadline is not None and self.dist.enabled:  # every process must stop at the same epoch
-            late = bool(self.dist.sum([float(late)])[0] > 0)
-        if late and not self.stopped and result.epoch < self.final_epoch:
-            console.print(f"time budget: another epoch would not fit; stopping after epoch {result.epoch}")
-            self.stopped = True
+        if self.deadline is not None and not self.stopped:
+            self._keep_to_budget(result)
         # The state of "epoch done": resuming starts the next epoch at its first step.
         self.save_state(result.epoch + 1, EpochProgress(bad_in_row=self._bad_in_row))
         if self.interrupted:
             self._stop_for_interrupt()
-        return self.stopped
+        return self.stopped or self.phase_over
+
+    def _keep_to_budget(self, result: EpochResult) -> None:
+        """Stop when another epoch would not fit; in a phase that can be shortened, end it (and its decay) at the last
+        epoch that fits when the planned ones would not. Every process decides alike (the fewest epochs win)."""
+        if self.shortened and result.epoch >= self.final_epoch:
+            self.phase_over = True  # the last epoch of the shortened schedule
+            return
+        now = _clock()
+        if self.phase is not None and self.phase.shorten is not None:
+            done = result.epoch - self.phase.first_epoch + 1
+            pace = max((now - self.phase.started) / max(done, 1), result.seconds, 1e-9)
+            last = result.epoch + math.floor(max(self.deadline - now, 0.0) * _REPLAN_SHARE / pace)
+        else:
+            pace = result.seconds
+            last = result.epoch if now + result.seconds > self.deadline else self.final_epoch
+        if self.dist.enabled:
+            votes = self.dist.sum(
+                [float(last) if rank == self.dist.rank else 0.0 for rank in range(self.dist.world_size)]
+            )
+            last = int(votes.min())
+        if last >= self.final_epoch:
+            return
+        if last <= result.epoch:
+            if result.epoch < self.final_epoch:
+                console.print(f"time budget: another epoch would not fit; stopping after epoch {result.epoch}")
+                self.stopped = True
+            return
+        console.print(
+            f"time budget: epochs take {pace:.0f} s, so {self.final_epoch} would not fit; the schedule now ends at "
+            f"epoch {last}, its learning rate decaying to zero there"
+        )
+        self.phase.shorten(last)
+        self.final_epoch, self.shortened = last, True
 
     def _group_lrs(self) -> dict[str, float]:
         if self.phase is None:

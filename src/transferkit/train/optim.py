@@ -9,7 +9,7 @@ from torch import nn
 
 from transferkit.config import TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "param_groups"]
+__all__ = ["WarmupCosine", "build_optimizer", "build_scheduler", "param_groups"]
 
 
 def param_groups(
@@ -81,16 +81,37 @@ def build_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=groups[0]["lr"])
 
 
+class WarmupCosine:
+    """The learning-rate factor of a step: linear warm-up, then cosine decay to zero at `total_steps`.
+
+    An object rather than a closure so that the scheduler's state (which keeps a callable object's attributes)
+    carries a schedule that `shorten` changed, and a resumed run goes on with it.
+
+    Example:
+        >>> f = WarmupCosine(total_steps=10, warmup_steps=0)
+        >>> f(0), f(5), f(10)
+        (1.0, 0.5, 0.0)
+        >>> f.shorten(5); f(5)
+        0.0
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int) -> None:
+        self.total_steps = int(total_steps)
+        self.warmup_steps = min(int(warmup_steps), max(self.total_steps - 1, 0))
+
+    def shorten(self, total_steps: int) -> None:
+        """End the decay at `total_steps` instead (a time budget that the first epochs showed to be too short)."""
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then cosine decay to zero, stepped once per batch."""
-    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """Linear warm-up, then cosine decay to zero, stepped once per batch (`WarmupCosine`, shared by every group)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps))
