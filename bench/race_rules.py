@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from small_data_sets import HELD_OUT
+from small_data_sets import print_tables
 from transferkit.advise.race import Entrant, Trial, choose_winner
 
 FIXED = ["baseline", "linear-probe", "lp-ft", "full"]
@@ -34,14 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [json.loads(line) for path in args.results for line in Path(path).read_text().splitlines() if line]
     margins = [float(m) for m in args.margins.split(",")]
-    for title, keep in (
-        ("tuned-on", lambda r: r["dataset"] not in HELD_OUT),
-        ("held out", lambda r: r["dataset"] in HELD_OUT),
-    ):
-        chosen = [r for r in rows if keep(r)]
-        if chosen:
-            print(f"\n{title}:\n")
-            print(table(chosen, margins))
+    print_tables(rows, lambda chosen: table(chosen, margins))
 
 
 def entrants_unscreened(row: dict) -> list[Entrant]:
