@@ -127,8 +127,8 @@ def test_the_race_ranks_by_the_select_by_figure_the_baseline_can_give_too(tmp_pa
     config = TrainConfig(backbone="tiny_resnet", strategy="auto", epochs=4, select_by="macro-f1")
     race = run_race(decide(RISING), config, from_folder_stub(), None, tmp_path / "f1", train_fn=fake)
     assert race.metric == "macro-f1" and race.winner == "full" and "ranked by validation macro-f1" in race.budget_note
-    assert race.entrant("baseline").dropped == "macro-f1 50.00, below full's macro-f1 75.00"
-    assert "85.00% (macro-f1 75.00)" in dict((r[0], r[1]) for r in race.rows())["full"]
+    assert race.entrant("baseline").dropped == "macro-f1 50.00%, below full's macro-f1 75.00%"
+    assert "85.00% (macro-f1 75.00%)" in dict((r[0], r[1]) for r in race.rows())["full"]
     again = Race.from_dict(json.loads(json.dumps(race.to_dict())))
     assert again.metric == "macro-f1" and again.entrant("full").score == 0.75
     # By accuracy the same trials make the baseline the winner; select_by loss ranks by accuracy too (no SVM loss).

@@ -82,12 +82,12 @@ class Trial:
     """The race's figure (`Race.metric`) at the best epoch when it is not accuracy; None: `val_acc` is it."""
 
     def describe(self, metric: str) -> str:
-        """``4 ep: 85.00%``, and the race's figure beside the accuracy when that is another: ``(macro-f1 75.00)``."""
+        """``4 ep: 85.00%``, and the race's figure beside the accuracy when that is another: ``(macro-f1 75.00%)``."""
         epochs = "" if self.epochs is None else f"{self.epochs} ep: "
         return (
             epochs
             + f"{100 * self.val_acc:.2f}%"
-            + ("" if self.score is None else f" ({metric} {100 * self.score:.2f})")
+            + ("" if self.score is None else f" ({metric} {100 * self.score:.2f}%)")
         )
 
 
@@ -286,7 +286,7 @@ def run_race(
     console.print(f"strategy auto: racing {', '.join(e.strategy for e in entrants)}; {note}", highlight=False)
 
     def shown(e: Entrant) -> str:
-        return f"{100 * e.score:.2f}%" if metric == "accuracy" else f"{metric} {100 * e.score:.2f}"
+        return f"{100 * e.score:.2f}%" if metric == "accuracy" else f"{metric} {100 * e.score:.2f}%"
 
     train_fn = train_fn or _train_trial(train, val)
     root = Path(run_dir) / RACE_DIR
