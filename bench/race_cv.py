@@ -19,13 +19,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from race_rules import FIXED, ONCE
 from small_data_sets import load, print_tables
 from transferkit import TrainConfig, train_run
 from transferkit.advise.race import Entrant, Trial, choose_winner
 from transferkit.data.split import stratified_folds
-
-FIXED = ["baseline", "linear-probe", "lp-ft", "full"]
-_ONCE = {"baseline", "linear-probe"}
 
 
 def main() -> None:
@@ -60,7 +58,7 @@ def main() -> None:
                     accs.append(float(result.best_val_acc))
                 cv[strategy] = sum(accs) / len(accs)
         order = [e["strategy"] for e in row["race"]["entrants"]] if row.get("race") else FIXED
-        entrants = [Entrant(s, "", fixed=s in _ONCE, trials=[Trial(None, cv[s], 0.0)]) for s in order if s in cv]
+        entrants = [Entrant(s, "", fixed=s in ONCE, trials=[Trial(None, cv[s], 0.0)]) for s in order if s in cv]
         winner = choose_winner(entrants, None).strategy
         done.append({**row, "cv": cv, "cv_winner": winner, "cv_seconds": time.perf_counter() - began})
         print(json.dumps({"cell": f"{row['dataset']}-{row['per_class']}-s{row['seed']}", "cv": cv, "winner": winner}),

@@ -24,7 +24,8 @@ from small_data_sets import print_tables
 from transferkit.advise.race import Entrant, Trial, choose_winner
 
 FIXED = ["baseline", "linear-probe", "lp-ft", "full"]
-_ONCE = {"baseline", "linear-probe"}
+ONCE = {"baseline", "linear-probe"}
+"""The candidates that run once (the classical baseline, the L-BFGS probe)."""
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def entrants_unscreened(row: dict) -> list[Entrant]:
     """Every fixed strategy as a race entrant scored by its best validation accuracy (the prior's order kept)."""
     order = [e["strategy"] for e in row["race"]["entrants"]] if row.get("race") else FIXED
     return [
-        Entrant(s, "", fixed=s in _ONCE, trials=[Trial(None, row["val"][s], 0.0)])
+        Entrant(s, "", fixed=s in ONCE, trials=[Trial(None, row["val"][s], 0.0)])
         for s in order
         if row["val"].get(s) is not None
     ]
