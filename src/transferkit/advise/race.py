@@ -85,9 +85,7 @@ class Trial:
         """``4 ep: 85.00%``, and the race's figure beside the accuracy when that is another: ``(macro-f1 75.00%)``."""
         epochs = "" if self.epochs is None else f"{self.epochs} ep: "
         return (
-            epochs
-            + f"{100 * self.val_acc:.2f}%"
-            + ("" if self.score is None else f" ({metric} {100 * self.score:.2f}%)")
+            epochs + f"{100 * self.val_acc:.2f}%" + ("" if self.score is None else f" ({_figure(metric, self.score)})")
         )
 
 
@@ -286,12 +284,11 @@ def run_race(
     console.print(f"strategy auto: racing {', '.join(e.strategy for e in entrants)}; {note}", highlight=False)
 
     def shown(e: Entrant) -> str:
-        return f"{100 * e.score:.2f}%" if metric == "accuracy" else f"{metric} {100 * e.score:.2f}%"
+        return _figure(metric, e.score)
 
     train_fn = train_fn or _train_trial(train, val)
     root = Path(run_dir) / RACE_DIR
 
-    val_images: list[int] = []
     whole: list[Path] = []  # trials of a whole plan: the winner's may become the run, so their weights wait
 
     def trial(entrant: Entrant, epochs: int | None) -> None:
@@ -314,8 +311,8 @@ def run_race(
         ran = None if classical else trial_config.epochs
         score = None if metric == "accuracy" or best_score is None else float(best_score)
         where = path.relative_to(run_dir).as_posix()
-        if (path / "data.json").is_file():
-            val_images.append(int(json.loads((path / "data.json").read_text())["val"]["n_images"]))
+        if race.val_images is None and (path / "data.json").is_file():  # every trial validates on the same split
+            race.val_images = int(json.loads((path / "data.json").read_text())["val"]["n_images"])
         entrant.trials.append(Trial(ran, acc, time.perf_counter() - began, curve, where, score))
 
     for entrant in [e for e in entrants if e.fixed]:
@@ -349,7 +346,6 @@ def run_race(
     scored = [e for e in entrants if e.dropped is None and e.trials]
     if not scored:
         raise RuntimeError("strategy auto: every candidate of the race failed; see the messages above")
-    race.val_images = val_images[0] if val_images else None
     winner = choose_winner(scored, race.val_images)
     for e in scored:
         if e is not winner:
@@ -396,6 +392,11 @@ def _noise(a: Entrant, b: Entrant, n: int) -> float:
     """Standard error of the difference of two figures measured on the same `n` validation images."""
     p, q = (min(1.0, max(0.0, e.score)) for e in (a, b))
     return math.sqrt((p * (1 - p) + q * (1 - q)) / n)
+
+
+def _figure(metric: str, value: float) -> str:
+    """``85.00%`` for accuracy, ``macro-f1 75.00%`` for another figure."""
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{metric} {100 * value:.2f}%"
 
 
 def _score(entrant: Entrant) -> float:

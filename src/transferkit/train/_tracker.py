@@ -94,9 +94,7 @@ class Tracker:
         """The run's last planned epoch: stopping for the budget is only announced before it."""
         self.phase: PhaseContext | None = None
         self.shortened = False
-        """The budget shortened the last phase (`final_epoch` is its new end)."""
-        self.phase_over = False
-        """The shortened phase reached its last epoch: the loop ends there."""
+        """The budget shortened the last phase (`final_epoch` is its new end, where the loop stops)."""
         self.interrupted = False
         self.last_metrics: dict | None = None
         self._bad_in_row = 0
@@ -182,14 +180,13 @@ class Tracker:
         self.save_state(result.epoch + 1, EpochProgress(bad_in_row=self._bad_in_row))
         if self.interrupted:
             self._stop_for_interrupt()
-        return self.stopped or self.phase_over
+        return self.stopped or (self.shortened and result.epoch >= self.final_epoch)
 
     def _keep_to_budget(self, result: EpochResult) -> None:
         """Stop when another epoch would not fit; in a phase that can be shortened, end it (and its decay) at the last
         epoch that fits when the planned ones would not. Every process decides alike (the fewest epochs win)."""
         if self.shortened and result.epoch >= self.final_epoch:
-            self.phase_over = True  # the last epoch of the shortened schedule
-            return
+            return  # the last epoch of the shortened schedule: the loop ends here
         now = _clock()
         if self.phase is not None and self.phase.shorten is not None:
             done = result.epoch - self.phase.first_epoch + 1
