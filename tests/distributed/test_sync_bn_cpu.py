@@ -6,14 +6,22 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from timm.layers import BatchNormAct2d
 from torch import nn
 
-from transferkit.train._sync_bn import CpuSyncBatchNorm, convert_cpu_sync_batchnorm
+from transferkit.train._sync_bn import CpuSyncBatchNorm, CpuSyncBatchNormAct, convert_cpu_sync_batchnorm
 
 
 def _net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 1),
+        BatchNormAct2d(4, act_layer=nn.SiLU),  # timm's BatchNorm + activation, as in EfficientNet
+        nn.Conv2d(4, 2, 1),
+    )
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -79,9 +87,21 @@ def test_conversion_keeps_parameters_buffers_and_state_dict_keys():
     weight = net[1].weight
     converted = convert_cpu_sync_batchnorm(net)
     assert isinstance(converted[1], CpuSyncBatchNorm)
+    assert isinstance(converted[4], CpuSyncBatchNormAct) and converted[4].act is net[4].act
     assert converted[1].weight is weight and not converted[1].training
     assert list(converted.state_dict()) == keys
     # Outside a process group it is ordinary BatchNorm.
     converted.train()
     x = torch.randn(4, 3, 8, 8)
     torch.testing.assert_close(converted(x), _net().train()(x))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_timm_norm_act_layer_keeps_its_activation(training):
+    layer = BatchNormAct2d(3, act_layer=nn.SiLU)
+    layer.running_mean.uniform_(-1, 1)
+    layer.train(training)
+    x = torch.randn(4, 3, 5, 5)
+    want = layer(x)
+    assert (want < 0).any() and want.min() > -0.3  # SiLU's floor: the activation ran
+    torch.testing.assert_close(convert_cpu_sync_batchnorm(layer)(x), want)

@@ -34,7 +34,8 @@ __all__ = ["FOLD_TOLERANCE", "folded_batchnorm"]
 FOLD_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 """Folded and unfolded outputs must agree this closely on the first batch (relative to the output's scale)."""
 
-_FOLDABLE_NORMS = ("BatchNorm2d", "BatchNormAct2d")  # BatchNormAct2d: timm's BatchNorm, then dropout and activation
+# BatchNormAct2d: timm's BatchNorm, then dropout and activation; CpuSync*: the same under torchrun (_sync_bn.py).
+_FOLDABLE_NORMS = ("BatchNorm2d", "BatchNormAct2d", "CpuSyncBatchNorm", "CpuSyncBatchNormAct")
 
 
 def _foldable_conv(module: nn.Module) -> bool:

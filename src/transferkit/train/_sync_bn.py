@@ -6,16 +6,21 @@ processes would train a different model from one process with the same global ba
 BatchNorm's: the per-channel sums that make the mean and variance (forward) and the two sums of the
 input gradient (backward) are all-reduced. Weight and bias gradients stay local; DistributedDataParallel
 averages them like any other gradient.
+
+timm's `BatchNormAct2d` (BatchNorm, then dropout and the activation, in one module: EfficientNet's layers) becomes
+a `CpuSyncBatchNormAct` that keeps its dropout and activation; a plain synchronised BatchNorm in its place would
+silently take every activation out of the network.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from timm.layers import BatchNormAct2d
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["CpuSyncBatchNorm", "convert_cpu_sync_batchnorm"]
+__all__ = ["CpuSyncBatchNorm", "CpuSyncBatchNormAct", "convert_cpu_sync_batchnorm"]
 
 
 class CpuSyncBatchNorm(_BatchNorm):
@@ -47,13 +52,26 @@ class CpuSyncBatchNorm(_BatchNorm):
         )
 
 
+class CpuSyncBatchNormAct(CpuSyncBatchNorm):
+    """`CpuSyncBatchNorm`, then the dropout and activation of the timm `BatchNormAct2d` it replaces.
+
+    `drop` and `act` are the replaced layer's own modules (set by `convert_cpu_sync_batchnorm`), so the state-dict
+    keys stay those of the original.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(input)))
+
+
 def convert_cpu_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm layer in `module` with a `CpuSyncBatchNorm` sharing its parameters and buffers."""
+    """Replace every BatchNorm layer in `module` with a `CpuSyncBatchNorm` sharing its parameters and buffers.
+
+    A timm `BatchNormAct2d` becomes a `CpuSyncBatchNormAct` with the same dropout and activation.
+    """
     out = module
     if isinstance(module, _BatchNorm) and not isinstance(module, CpuSyncBatchNorm):
-        out = CpuSyncBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
-        )
+        kind = CpuSyncBatchNormAct if isinstance(module, BatchNormAct2d) else CpuSyncBatchNorm
+        out = kind(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
         out.running_mean, out.running_var = module.running_mean, module.running_var

@@ -107,13 +107,16 @@ class DistContext:
     def sync_batchnorm(self, model: nn.Module, device: torch.device) -> nn.Module:
         """BatchNorm layers that compute their statistics over the global batch rather than this process's slice.
 
-        CUDA uses PyTorch's SyncBatchNorm; PyTorch has none for CPU tensors, so CPU runs use an equivalent
-        built on all_reduce. State-dict keys stay the same, so checkpoints load into a plain model.
+        CUDA uses PyTorch's SyncBatchNorm (timm's conversion, which keeps the activation of its norm + activation
+        layers); PyTorch has none for CPU tensors, so CPU runs use an equivalent built on all_reduce. State-dict keys
+        stay the same, so checkpoints load into a plain model.
         """
         if not self.enabled:
             return model
         if device.type == "cuda":
-            return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            from timm.layers import convert_sync_batchnorm
+
+            return convert_sync_batchnorm(model)
         from transferkit.train._sync_bn import convert_cpu_sync_batchnorm
 
         return convert_cpu_sync_batchnorm(model)

@@ -20,7 +20,7 @@ from transferkit.config import TrainConfig
 from transferkit.data import ImageSource, Preprocessing
 from transferkit.data.check import CheckReport, content_hash_sets, preflight
 from transferkit.data.transforms import auto_image_size
-from transferkit.models import BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
+from transferkit.models import BackboneSpec, BuiltModel, FreezePlan, apply_freeze, build_model, preprocessing_config
 from transferkit.strategies import Phase, Strategy
 from transferkit.train._kernel_choices import KernelChoices
 from transferkit.train._mix import BatchMix
@@ -215,7 +215,8 @@ def setup_model(config: TrainConfig, strategy: Strategy, session: Session, data:
         allow_unsafe_pickle=config.allow_unsafe_pickle,
     )
     model = built.model
-    if config.sync_bn:
+    # BatchNorm that keeps its statistics computes none from the batch: there is nothing to synchronise.
+    if config.sync_bn and not keeps_bn_stats(config, strategy, built.spec):
         model = session.dist.sync_batchnorm(model, session.device)
     model = model.to(session.device)
     if session.amp.channels_last:
@@ -241,6 +242,16 @@ def check_fits(config: TrainConfig, session: Session, run_model: RunModel, phase
         check_memory(estimate, session.device, size)
 
 
+def keeps_bn_stats(config: TrainConfig, strategy: Strategy, spec: BackboneSpec) -> bool:
+    """Whether every BatchNorm normalises with its pretrained running statistics for the whole run.
+
+    Pretrained statistics are worth keeping; a random initialisation's (0 and 1) are not. Decided from the config
+    and registry, not from the loaded weights: a resumed run is built without loading pretrained weights.
+    """
+    has_pretrained = strategy.pretrained and (config.weights is not None or spec.weights is not None)
+    return config.bn_stats == "frozen" and has_pretrained
+
+
 def step_settings(
     config: TrainConfig, strategy: Strategy, session: Session, run_model: RunModel, data: RunData | None = None
 ) -> StepSettings:
@@ -248,10 +259,6 @@ def step_settings(
 
     With ``class_weights: balanced`` the loss weighs each class by its share of `data`'s training images.
     """
-    # Pretrained running statistics are worth keeping; a random initialisation's (0 and 1) are not. Decided from the
-    # config and registry, not from the loaded weights: a resumed run is built without loading pretrained weights.
-    spec = run_model.built.spec
-    has_pretrained = strategy.pretrained and (config.weights is not None or spec.weights is not None)
     return StepSettings(
         device=session.device,
         loss_fn=nn.CrossEntropyLoss(
@@ -259,7 +266,7 @@ def step_settings(
         ),
         dist=session.dist,
         amp=session.amp,
-        keep_bn_stats=config.bn_stats == "frozen" and has_pretrained,
+        keep_bn_stats=keeps_bn_stats(config, strategy, run_model.built.spec),
         max_bad_steps=config.max_bad_steps,
         mix=_batch_mix(config, data),
     )
