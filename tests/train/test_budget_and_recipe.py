@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -43,16 +44,17 @@ def _budget_config(**kwargs):
     return TrainConfig(**{**base, **kwargs})
 
 
-def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_folder, monkeypatch):
+def test_time_budget_plans_the_epochs_from_the_measured_cost(tmp_path, image_folder, monkeypatch, capsys):
     from transferkit.train import _budget as budget_module
 
-    # A measured epoch of 2.5 s: a 20 s budget has room for 7 at most (less set-up), not the 50 asked for.
+    # A measured epoch of 2.5 s: a 20 s budget has room for 7 at most (less set-up), not the 10 asked for.
     monkeypatch.setattr(budget_module, "measure_epoch", lambda *a, **k: EpochCost(2.0, 0.5))
     run = tmp_path / "run"
-    result = train_run(_budget_config(time_budget="20s"), from_folder(image_folder), run_dir=run)
-    planned = json.loads((run / "budget.json").read_text())["full"]
+    result = train_run(_budget_config(time_budget="20s", epochs=10), from_folder(image_folder), run_dir=run)
+    planned = int(re.search(r"(\d+) of 10 epochs planned", capsys.readouterr().err).group(1))
     assert 1 <= planned <= 7
-    assert len(result.history) == planned  # the real epochs are far shorter: all planned ones run
+    # The real epochs are far shorter: the first one shows that all 10 fit, and the plan grows to them.
+    assert len(result.history) == 10 == json.loads((run / "budget.json").read_text())["full"]
     assert (run / "best.safetensors").is_file()
 
 
@@ -95,6 +97,26 @@ def test_epochs_slower_than_measured_shorten_the_schedule_so_the_rate_still_deca
     for h in result.history[1:]:
         assert h.lr == pytest.approx(head * 0.5 * (1 + math.cos(math.pi * (h.epoch - 1) / 9)), rel=1e-6)
     assert "the schedule now ends at epoch 9" in capsys.readouterr().err
+
+
+def test_epochs_faster_than_measured_lengthen_a_cut_schedule_towards_the_epochs_asked_for(
+    tmp_path, image_folder, monkeypatch, capsys
+):
+    from transferkit.train import _budget as budget_module
+
+    # The timed steps say 200 s an epoch, so 4 of the 12 epochs asked for are planned in 1000 s; the real epochs take
+    # a fraction of a second, so after the first one all 12 fit, and the decay is re-planned over 12.
+    monkeypatch.setattr(budget_module, "measure_epoch", lambda *a, **k: EpochCost(200.0, 0.0))
+    run = tmp_path / "run"
+    config = _budget_config(time_budget="1000s", epochs=12, warmup_epochs=0)
+    result = train_run(config, from_folder(image_folder), run_dir=run)
+    err = capsys.readouterr().err
+    assert "4 of 12 epochs planned" in err and "the schedule now ends at epoch 12 (was 4)" in err
+    assert [h.epoch for h in result.history] == list(range(1, 13))
+    assert json.loads((run / "budget.json").read_text())["full"] == 12  # a resumed run keeps the longer plan
+    head = 10 * config.lr
+    for h in result.history[1:]:  # from epoch 2 on, a cosine over 12 epochs (over 4 it would be at zero by epoch 5)
+        assert h.lr == pytest.approx(head * 0.5 * (1 + math.cos(math.pi * (h.epoch - 1) / 12)), rel=1e-6)
 
 
 def test_pad_crop_on_array_sources_trains_from_whole_batches(tmp_path, image_folder, monkeypatch):

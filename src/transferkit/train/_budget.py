@@ -4,7 +4,9 @@ The plan is saved in the run directory (budget.json) so that a resumed run keeps
 end of the run's last phase the tracker (given the deadline) checks the plan against the epochs' real pace: when the
 planned epochs would not fit, it shortens the phase to the epochs that do, and the learning-rate schedule with it, so
 that the decay still ends at the last epoch trained instead of being cut off on the way down; when not even one
-more epoch fits, it stops.
+more epoch fits, it stops. When the epochs run faster than planned and the plan had been cut below the epochs asked
+for, the phase is lengthened towards them the same way, but only in its first half, while the cosine is still near
+its peak (later, a longer decay would raise a learning rate that is already coming down).
 """
 
 from __future__ import annotations
@@ -146,8 +148,8 @@ class TimeBudget:
             self.path.write_text(json.dumps(self.saved, indent=2))
         return epochs
 
-    def shorten(self, name: str, epochs: int, dist: DistContext) -> None:
-        """Phase `name` now trains `epochs`: saved, so that a resumed run keeps the shortened schedule."""
+    def replan(self, name: str, epochs: int, dist: DistContext) -> None:
+        """Phase `name` now trains `epochs`: saved, so that a resumed run keeps the new schedule."""
         self.saved[name] = int(epochs)
         if dist.is_main:
             self.path.write_text(json.dumps(self.saved, indent=2))

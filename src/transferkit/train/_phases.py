@@ -123,6 +123,7 @@ class PhaseRunner:
         is_final = phase == final
         parts = self._trainable(phase)
         optimizer = build_optimizer(parts.groups, config)
+        wanted = phase.epochs
         epochs = self.budget.epochs(
             phase.name, phase.epochs, lambda: self._measure(parts, optimizer), self.session.dist
         )  # the budget applies only to phases that start in this process, or the saved plan to resumed ones
@@ -143,21 +144,22 @@ class PhaseRunner:
         if self.state is not None:
             restore_rng(self.state["rng"], parts.generators)
             self.state = None
-        shorten = None
+        replan, most = None, phase.last_epoch
         if is_final and self.budget.active:
+            most = phase.first_epoch + wanted - 1  # the loop may run to the epochs asked for; the tracker ends it
 
-            def shorten(last_epoch: int) -> None:  # the budget's plan was too long: decay to zero at last_epoch
+            def replan(last_epoch: int) -> None:  # the budget's plan did not fit the real pace: decay to zero there
                 epochs = last_epoch - phase.first_epoch + 1
                 factor = scheduler.lr_lambdas[0]
-                factor.shorten(epochs * steps)
+                factor.replan(epochs * steps)
                 for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
                     group["lr"] = base * factor(scheduler.last_epoch)  # the next step already follows the new decay
-                self.budget.shorten(phase.name, epochs, self.session.dist)
+                self.budget.replan(phase.name, epochs, self.session.dist)
 
         tracker.phase = PhaseContext(
             index, phase.name, optimizer, scheduler, parts.generators, config.checkpoint_every_steps if
             self._saves_mid_epoch(phase) else 0, extras, extras["ema"].module if "ema" in extras else None,
-            shorten, first,
+            replan, first, most,
         )  # fmt: skip
         # Only what trains is wrapped: a cached-feature probe wraps the head, never the frozen backbone.
         trainer = self.session.dist.wrap(parts.module, self.session.device)
@@ -166,7 +168,7 @@ class PhaseRunner:
         with self._step_kernels(parts.module):
             history = fit(
                 trainer, parts.train_loader, parts.val_loader, settings if tunes else replace(settings, mix=None),
-                epochs=phase.last_epoch - first + 1,
+                epochs=most - first + 1,
                 optimizer=optimizer, scheduler=scheduler, phase=phase.name, first_epoch=first, on_epoch=tracker,
                 start=start, on_step=tracker.on_step, eval_model=extras["ema"].module if "ema" in extras else None,
             )  # fmt: skip

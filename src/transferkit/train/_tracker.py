@@ -26,7 +26,9 @@ __all__ = ["PhaseContext", "Tracker", "catch_interrupts"]
 
 STATE_FORMAT = 1
 _REPLAN_SHARE = 0.92
-"""Share of the time left that a shortened schedule plans (as the budget's first plan does)."""
+"""Share of the time left that a re-planned schedule plans (as the budget's first plan does)."""
+_LENGTHEN_BEFORE = 0.5
+"""A phase may be lengthened only while fewer than this share of its planned epochs are done."""
 
 
 def _clock() -> float:
@@ -54,10 +56,12 @@ class PhaseContext:
     """After-step extras (`_step_extras`) by name, whose state the resumable checkpoint keeps."""
     best_model: nn.Module | None = None
     """What the best checkpoint saves instead of the tracked model (the weight average); None: the model."""
-    shorten: Callable[[int], None] | None = None
+    replan: Callable[[int], None] | None = None
     """Ends the phase (and its learning-rate decay) at the given epoch instead; None: its length is fixed."""
     first_epoch: int = 1
     """The first epoch this process trains in the phase."""
+    most_epoch: int = 0
+    """The latest epoch `replan` may move the phase's end to (the epochs asked for, before the budget's plan)."""
     started: float = field(default_factory=lambda: _clock())
     """`_clock()` when the phase's epochs began in this process."""
 
@@ -93,8 +97,6 @@ class Tracker:
         self.final_epoch = 0
         """The run's last planned epoch: stopping for the budget is only announced before it."""
         self.phase: PhaseContext | None = None
-        self.shortened = False
-        """The budget shortened the last phase (`final_epoch` is its new end, where the loop stops)."""
         self.interrupted = False
         self.last_metrics: dict | None = None
         self._bad_in_row = 0
@@ -180,18 +182,28 @@ class Tracker:
         self.save_state(result.epoch + 1, EpochProgress(bad_in_row=self._bad_in_row))
         if self.interrupted:
             self._stop_for_interrupt()
-        return self.stopped or (self.shortened and result.epoch >= self.final_epoch)
+        return self.stopped or (self._replannable and result.epoch >= self.final_epoch)
+
+    @property
+    def _replannable(self) -> bool:
+        """The phase's end follows the budget's pace (its loop runs to `most_epoch`; this tracker ends it)."""
+        return self.phase is not None and self.phase.replan is not None
 
     def _keep_to_budget(self, result: EpochResult) -> None:
-        """Stop when another epoch would not fit; in a phase that can be shortened, end it (and its decay) at the last
-        epoch that fits when the planned ones would not. Every process decides alike (the fewest epochs win)."""
-        if self.shortened and result.epoch >= self.final_epoch:
-            return  # the last epoch of the shortened schedule: the loop ends here
+        """Stop when another epoch would not fit. In a phase that can be re-planned, end it (and its decay) at the last
+        epoch that fits when the planned ones would not, or, early in the phase, lengthen it towards the epochs asked
+        for when more fit than were planned. Every process decides alike (the fewest epochs win)."""
+        replannable = self._replannable
+        if replannable and result.epoch >= self.final_epoch:
+            return  # the last epoch of the schedule: the loop ends here
         now = _clock()
-        if self.phase is not None and self.phase.shorten is not None:
-            done = result.epoch - self.phase.first_epoch + 1
-            pace = max((now - self.phase.started) / max(done, 1), result.seconds, 1e-9)
-            last = result.epoch + math.floor(max(self.deadline - now, 0.0) * _REPLAN_SHARE / pace)
+        if replannable:
+            phase = self.phase
+            done = result.epoch - phase.first_epoch + 1
+            pace = max((now - phase.started) / max(done, 1), result.seconds, 1e-9)
+            fits = result.epoch + math.floor(max(self.deadline - now, 0.0) * _REPLAN_SHARE / pace)
+            early = done < _LENGTHEN_BEFORE * (self.final_epoch - phase.first_epoch + 1)
+            last = min(fits, phase.most_epoch) if early else min(fits, self.final_epoch)
         else:
             pace = result.seconds
             last = result.epoch if now + result.seconds > self.deadline else self.final_epoch
@@ -200,7 +212,15 @@ class Tracker:
                 [float(last) if rank == self.dist.rank else 0.0 for rank in range(self.dist.world_size)]
             )
             last = int(votes.min())
-        if last >= self.final_epoch:
+        if last == self.final_epoch:
+            return
+        if last > self.final_epoch:
+            console.print(
+                f"time budget: epochs take {pace:.0f} s, so more fit than planned; the schedule now ends at epoch "
+                f"{last} (was {self.final_epoch}), its learning rate decaying to zero there"
+            )
+            self.phase.replan(last)
+            self.final_epoch = last
             return
         if last <= result.epoch:
             if result.epoch < self.final_epoch:
@@ -211,8 +231,8 @@ class Tracker:
             f"time budget: epochs take {pace:.0f} s, so {self.final_epoch} would not fit; the schedule now ends at "
             f"epoch {last}, its learning rate decaying to zero there"
         )
-        self.phase.shorten(last)
-        self.final_epoch, self.shortened = last, True
+        self.phase.replan(last)
+        self.final_epoch = last
 
     def _group_lrs(self) -> dict[str, float]:
         if self.phase is None:

@@ -85,13 +85,13 @@ class WarmupCosine:
     """The learning-rate factor of a step: linear warm-up, then cosine decay to zero at `total_steps`.
 
     An object rather than a closure so that the scheduler's state (which keeps a callable object's attributes)
-    carries a schedule that `shorten` changed, and a resumed run goes on with it.
+    carries a schedule that `replan` changed, and a resumed run goes on with it.
 
     Example:
         >>> f = WarmupCosine(total_steps=10, warmup_steps=0)
         >>> f(0), f(5), f(10)
         (1.0, 0.5, 0.0)
-        >>> f.shorten(5); f(5)
+        >>> f.replan(5); f(5)
         0.0
     """
 
@@ -99,8 +99,8 @@ class WarmupCosine:
         self.total_steps = int(total_steps)
         self.warmup_steps = min(int(warmup_steps), max(self.total_steps - 1, 0))
 
-    def shorten(self, total_steps: int) -> None:
-        """End the decay at `total_steps` instead (a time budget that the first epochs showed to be too short)."""
+    def replan(self, total_steps: int) -> None:
+        """End the decay at `total_steps` instead (a time budget whose epochs run slower or faster than planned)."""
         self.total_steps = max(int(total_steps), self.warmup_steps + 1)
 
     def __call__(self, step: int) -> float:
