@@ -7,7 +7,9 @@ accuracy, as ``auto_race.py`` grades auto: within 1 point of the best single str
 baseline. Two race shapes are replayed:
 
 - *screened*: the race as auto ran it (a fine-tuner cut at the screen stays cut), only the final choice replayed;
-- *unscreened*: every fine-tuner at its whole schedule (the fixed runs are those trials: same split, seed, plan).
+- *unscreened*: every fine-tuner at its whole schedule (the fixed runs are those trials: same split, seed, plan);
+- *by size*: screened when the validation split has fewer than ``--screen-below`` images (where one trial's score
+  is noisy), unscreened otherwise.
 
 Nothing trains; the test sets only grade.
 
@@ -32,10 +34,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", help="results.jsonl files of auto_race.py")
     parser.add_argument("--margins", default="0,0.5,1", help="noise margins in standard errors")
+    parser.add_argument("--screen-below", type=int, default=100, help="the by-size shape screens below this")
     args = parser.parse_args()
     rows = [json.loads(line) for path in args.results for line in Path(path).read_text().splitlines() if line]
     margins = [float(m) for m in args.margins.split(",")]
-    print_tables(rows, lambda chosen: table(chosen, margins))
+    print_tables(rows, lambda chosen: table(chosen, margins, args.screen_below))
 
 
 def entrants_unscreened(row: dict) -> list[Entrant]:
@@ -72,8 +75,17 @@ def grade(row: dict, strategy: str) -> tuple[float, float, float]:
     return 100 * acc, 100 * (acc - best), 100 * (acc - test["baseline"])
 
 
-def table(rows: list[dict], margins: list[float]) -> str:
-    shapes = [("screened", entrants_screened), ("unscreened", entrants_unscreened)]
+def entrants_by_size(row: dict, screen_below: int) -> list[Entrant]:
+    """Screened on a small validation split, unscreened on a larger one."""
+    return entrants_screened(row) if row["val_images"] < screen_below else entrants_unscreened(row)
+
+
+def table(rows: list[dict], margins: list[float], screen_below: int) -> str:
+    shapes = [
+        ("screened", entrants_screened),
+        ("unscreened", entrants_unscreened),
+        (f"by size (<{screen_below})", lambda row: entrants_by_size(row, screen_below)),
+    ]
     head = ["data", "per class", "seed", "val images", "best fixed (test)"]
     head += [f"{shape} m={m:g}" for shape, _ in shapes for m in margins]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -89,7 +101,7 @@ def table(rows: list[dict], margins: list[float]) -> str:
         ]
         for shape, build in shapes:
             for m in margins:
-                if shape == "screened" and not r.get("race"):
+                if shape != "unscreened" and not r.get("race"):
                     cells.append("-")
                     continue
                 winner = choose_winner(build(r), r["val_images"], margin=m).strategy
