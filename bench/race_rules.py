@@ -9,7 +9,10 @@ baseline. Two race shapes are replayed:
 - *screened*: the race as auto ran it (a fine-tuner cut at the screen stays cut), only the final choice replayed;
 - *unscreened*: every fine-tuner at its whole schedule (the fixed runs are those trials: same split, seed, plan);
 - *by size*: screened when the validation split has fewer than ``--screen-below`` images (where one trial's score
-  is noisy), unscreened otherwise.
+  is noisy), unscreened otherwise;
+- *fine-tuning screen*: the screen re-ranked by each fine-tuner's best epoch *after* its probe phase (a 2-epoch
+  `lp-ft` trial probes for one epoch, and auto scored it by that probe epoch); the surviving fine-tuner then
+  stands with its whole-schedule score.
 
 Nothing trains; the test sets only grade.
 
@@ -80,11 +83,32 @@ def entrants_by_size(row: dict, screen_below: int) -> list[Entrant]:
     return entrants_screened(row) if row["val_images"] < screen_below else entrants_unscreened(row)
 
 
+def probe_epochs(strategy: str, epochs: int) -> int:
+    """The probe phase's epochs in a trial of `epochs` (lp-ft's default ``lp_epochs``: a third, at least one)."""
+    return max(1, epochs // 3) if strategy == "lp-ft" else 0
+
+
+def entrants_finetune_screen(row: dict) -> list[Entrant]:
+    """The fixed entrants, and the fine-tuner whose screen trial fine-tuned best, at its whole-schedule score."""
+    race = row["race"]
+    fixed = [e for e in race["entrants"] if e.get("fixed")]
+    tuners = [e for e in race["entrants"] if not e.get("fixed") and e["trials"]]
+
+    def screen(e: dict) -> float:
+        first = e["trials"][0]
+        return max(first["curve"][probe_epochs(e["strategy"], first["epochs"]) :], default=0.0)
+
+    kept = max(tuners, key=screen)  # max keeps the first of a tie: the prior's order, as the race does
+    out = [Entrant(e["strategy"], "", fixed=True, trials=[Trial(None, row["val"][e["strategy"]], 0.0)]) for e in fixed]
+    return out + [Entrant(kept["strategy"], "", trials=[Trial(None, row["val"][kept["strategy"]], 0.0)])]
+
+
 def table(rows: list[dict], margins: list[float], screen_below: int) -> str:
     shapes = [
         ("screened", entrants_screened),
         ("unscreened", entrants_unscreened),
         (f"by size (<{screen_below})", lambda row: entrants_by_size(row, screen_below)),
+        ("fine-tuning screen", entrants_finetune_screen),
     ]
     head = ["data", "per class", "seed", "val images", "best fixed (test)"]
     head += [f"{shape} m={m:g}" for shape, _ in shapes for m in margins]
