@@ -7,7 +7,7 @@ model), then evaluates that checkpoint on the 10,000 test images. The clock runs
 
     python bench/full_fmnist.py                          # 48 px, 45 min budget (BENCHMARKS.md, 2026-11-23)
     python bench/full_fmnist.py --size 64 --ema 0.999 --threads 1 --epochs 16 --budget 57m --seed 0  # 94.15%
-    python bench/full_fmnist.py --size 80 --ema 0.999 --epochs 16 --budget 57m --seed 0 --tta choose  # 94.82%, both cores
+    python bench/full_fmnist.py --size 80 --ema 0.999 --epochs 16 --budget 57m --tta choose  # 94.82%, both cores
     python bench/full_fmnist.py --budget 10m --limit 6000 # a short run that checks the script works
     torchrun --nproc_per_node 2 bench/full_fmnist.py --threads 1 --run-dir runs/fmnist  # one run, a process per core
 
